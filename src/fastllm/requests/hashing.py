@@ -55,9 +55,7 @@ def infer_endpoint(body: Mapping[str, Any]) -> Endpoint:
     return Endpoint.CHAT_COMPLETIONS
 
 
-def compute_request_hash(
-    request: Mapping[str, Any], endpoint: Endpoint | str | None = None
-) -> str:
+def compute_request_hash(request: Mapping[str, Any], endpoint: Endpoint | str | None = None) -> str:
     """The stable id of a request body (hex string).
 
     ``endpoint`` is the Batch url (``/v1/chat/completions`` or ``/v1/embeddings``);

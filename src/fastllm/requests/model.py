@@ -79,7 +79,12 @@ class Request:
 
     def to_batch_line(self) -> dict[str, Any]:
         """This request as an OpenAI Batch input line."""
-        return {"custom_id": self.custom_id, "method": self.method, "url": self.url, "body": self.body}
+        return {
+            "custom_id": self.custom_id,
+            "method": self.method,
+            "url": self.url,
+            "body": self.body,
+        }
 
 
 class Message(BaseModel):

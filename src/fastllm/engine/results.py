@@ -1,0 +1,188 @@
+"""``ResponseWrapper``: one result of a run, successful or not.
+
+The answer is kept as the parsed JSON body and turned into the openai type
+(``ChatCompletion`` or ``CreateEmbeddingResponse``) on first access, so a run of a
+million cached answers does not pay for a million model validations it may never
+read. A failed result has ``ok == False`` and the typed exception in ``error``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import TYPE_CHECKING, Any
+
+from openai.types import CompletionUsage, CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion
+from pydantic import ValidationError
+
+from fastllm.requests.model import Endpoint
+
+if TYPE_CHECKING:
+    from fastllm.errors import FastLLMError
+
+__all__ = ["DUMMY_RESPONSE", "ResponseWrapper"]
+
+#: The placeholder answer of ``return_dummy_on_error=True`` (the reference's behaviour).
+DUMMY_RESPONSE = ChatCompletion.model_validate(
+    {
+        "id": "dummy_id",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "dummy_model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "dummy_content"},
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+)
+
+
+class ResponseWrapper:
+    """The result for one request, with ``request_id``, ``custom_id`` and its order.
+
+    ``cached`` is True when the answer came from the cache, ``deduplicated`` when it
+    was shared from an identical request of the same run; ``attempts`` counts the
+    HTTP attempts made; ``latency`` is seconds from first send to answer.
+    """
+
+    __slots__ = (
+        "_body",
+        "_order_id",
+        "_response",
+        "attempts",
+        "cached",
+        "custom_id",
+        "deduplicated",
+        "endpoint",
+        "error",
+        "latency",
+        "request_id",
+        "ttft",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        order: int,
+        custom_id: str,
+        endpoint: Endpoint,
+        body: dict[str, Any] | None = None,
+        error: FastLLMError | None = None,
+        response: ChatCompletion | CreateEmbeddingResponse | None = None,
+        attempts: int = 0,
+        cached: bool = False,
+        deduplicated: bool = False,
+        latency: float | None = None,
+        ttft: float | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self._order_id = order
+        self.custom_id = custom_id
+        self.endpoint = endpoint
+        self._body = body
+        self._response = response
+        self.error = error
+        self.attempts = attempts
+        self.cached = cached
+        self.deduplicated = deduplicated
+        self.latency = latency
+        self.ttft = ttft
+
+    def shared_with(self, order: int, custom_id: str) -> ResponseWrapper:
+        """The same result for another order of an identical request (deduplicated)."""
+        return ResponseWrapper(
+            request_id=self.request_id,
+            order=order,
+            custom_id=custom_id,
+            endpoint=self.endpoint,
+            body=self._body,
+            error=self.error,
+            response=self._response if self.error is not None else None,
+            attempts=self.attempts,
+            cached=self.cached,
+            deduplicated=True,
+            latency=self.latency,
+            ttft=self.ttft,
+        )
+
+    @property
+    def ok(self) -> bool:
+        """True when the request succeeded."""
+        return self.error is None
+
+    @property
+    def order(self) -> int:
+        """The position of the request in its run."""
+        return self._order_id
+
+    @property
+    def body(self) -> dict[str, Any] | None:
+        """The answer as parsed JSON (``None`` for a failure)."""
+        return self._body
+
+    @property
+    def response(self) -> Any:
+        """The answer as an openai type; for a failure ``None`` (or the dummy answer)."""
+        if self._response is None and self._body is not None:
+            model = (
+                CreateEmbeddingResponse if self.endpoint is Endpoint.EMBEDDINGS else ChatCompletion
+            )
+            try:
+                self._response = model.model_validate(self._body)
+            except ValidationError:
+                # Servers that are only nearly OpenAI-compatible: keep what they sent.
+                self._response = model.construct(**self._body)
+        return self._response
+
+    @property
+    def is_embedding_response(self) -> bool:
+        """True for the answer of an embeddings request."""
+        return self.endpoint is Endpoint.EMBEDDINGS and self._body is not None
+
+    @property
+    def usage(self) -> CompletionUsage | None:
+        """Token usage; embeddings report ``completion_tokens=0``."""
+        usage = self._body.get("usage") if self._body else None
+        if not isinstance(usage, dict):
+            return None
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        return CompletionUsage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=int(usage.get("total_tokens") or prompt + completion),
+        )
+
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """The vectors of an embeddings answer in input order (base64 decoded); ``[]`` otherwise."""
+        if not self.is_embedding_response or self._body is None:
+            return []
+        items = sorted(self._body.get("data") or (), key=lambda item: item.get("index", 0))
+        return [_as_floats(item.get("embedding")) for item in items]
+
+    def embeddings_array(self) -> Any:
+        """The vectors as an ``(n, dim)`` float32 numpy array (needs numpy)."""
+        import numpy as np
+
+        return np.asarray(self.embeddings, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"error={type(self.error).__name__}"
+        extra = " cached" if self.cached else ""
+        return f"<ResponseWrapper #{self._order_id} {self.request_id[:12]} {state}{extra}>"
+
+
+def _as_floats(embedding: object) -> list[float]:
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if isinstance(embedding, list):
+        return [float(x) for x in embedding]
+    return []

@@ -1,0 +1,378 @@
+"""The run loop: a planner feeding a bounded pool of workers, with no chunk barrier.
+
+::
+
+    items ──planner──> parse, id, dedup, bulk cache lookup ──queue──> workers (N)
+                          │ hits, duplicates: emitted at once           │ limiter, send, classify
+                          ▼                                              ▼
+                        emit(result) <──── fan-out to followers <──── success / final failure
+                                                                         │ retryable: back into
+                                                                         └ the queue after backoff
+
+The planner pulls items lazily and stops when ``max_pending`` flights are
+outstanding (queued, sending or backing off) or, for ordered output, when it is
+``max_ahead`` orders past the oldest result not yet emitted; memory therefore does
+not grow with the input. A retry goes back into the same queue behind the work
+already there, so first-pass work and retries interleave and a slow request never
+holds the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from fastllm.cache import CacheProvider
+from fastllm.engine.cache_writer import CacheWriter
+from fastllm.engine.inflight import CompletedWindow, Flight
+from fastllm.engine.results import ResponseWrapper
+from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
+from fastllm.limits import AdaptiveConcurrency, RateLimiter, TokenEstimator
+from fastllm.observe.stats import StatsCollector
+from fastllm.providers.base import Provider
+from fastllm.requests.model import Endpoint, Request
+from fastllm.requests.normalize import request_from_item
+from fastllm.retry import RetryPolicy, is_retryable
+
+__all__ = ["CacheMode", "RunSettings", "Scheduler"]
+
+logger = logging.getLogger(__name__)
+
+CacheMode = Literal["use", "refresh", "off"]
+_PLAN_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs besides its input and its output."""
+
+    provider: Provider
+    concurrency: int
+    timeout: float
+    policy: RetryPolicy
+    limiter: RateLimiter
+    estimator: TokenEstimator
+    cache: CacheProvider | None
+    cache_mode: CacheMode
+    dedupe: bool
+    max_cost: float | None
+    sleep: Callable[[float], Awaitable[None]]
+
+
+class Scheduler:
+    """Runs one batch: call :meth:`run` once; results go to ``emit`` as they are final."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        session: aiohttp.ClientSession,
+        stats: StatsCollector,
+        emit: Callable[[ResponseWrapper], None],
+        *,
+        completed_limit: int | None = None,
+        max_ahead: Callable[[int], bool] | None = None,
+    ) -> None:
+        self._s = settings
+        self._session = session
+        self._stats = stats
+        self._emit = emit
+        self._ahead_blocked = max_ahead
+        self._use_cache = settings.cache is not None and settings.cache_mode != "off"
+        self._read_cache = self._use_cache and settings.cache_mode == "use" and settings.dedupe
+        self._writer = CacheWriter(settings.cache) if self._use_cache and settings.cache else None
+        self._concurrency = AdaptiveConcurrency(settings.concurrency)
+        self._queue: asyncio.Queue[Flight | None] = asyncio.Queue()
+        self._inflight: dict[str, Flight] = {}
+        self._completed = CompletedWindow(completed_limit)
+        self._outstanding = 0
+        self._max_pending = settings.concurrency * 2 + _PLAN_CHUNK
+        self._room = asyncio.Event()
+        self._planning = True
+        self._backoffs: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+        self._namespace = settings.provider.cache_namespace
+        self.planned = 0
+
+    # -- the run ----------------------------------------------------------------------
+    async def run(self, items: Iterable[object]) -> None:
+        """Process every item; returns when each has been emitted."""
+        workers = [asyncio.ensure_future(self._work()) for _ in range(self._s.concurrency)]
+        if self._writer is not None:
+            self._writer.start()
+        try:
+            await self._plan(iter(items))
+            await asyncio.gather(*workers)
+        finally:
+            for task in (*workers, *self._backoffs):
+                task.cancel()
+            await asyncio.gather(*workers, *self._backoffs, return_exceptions=True)
+            if self._writer is not None:
+                await self._writer.close()
+
+    def cache_key(self, request_id: str) -> str:
+        """The cache key of a request id for this run's provider."""
+        return f"{self._namespace}:{request_id}"
+
+    # -- planner ----------------------------------------------------------------------
+    async def _plan(self, items: Iterator[object]) -> None:
+        order = 0
+        while True:
+            chunk = list(islice(items, _PLAN_CHUNK))
+            if not chunk:
+                break
+            requests: list[Request] = []
+            for item in chunk:
+                try:
+                    requests.append(request_from_item(item, order))
+                except RequestFormatError as exc:
+                    self._fail_unparsed(order, item, exc)
+                order += 1
+            self.planned = order
+            await self._admit(requests)
+        self._planning = False
+        self._maybe_finish()
+
+    async def _admit(self, requests: list[Request]) -> None:
+        hits: dict[str, dict[str, Any]] = {}
+        if self._read_cache:
+            fresh = [r for r in requests if not self._shared(r, deliver=False)]
+            hits = await self._cache_lookup(fresh)
+        for request in requests:
+            await self._wait_for_room(request.order)
+            if self._s.dedupe and self._shared(request, deliver=True):
+                continue
+            key = self.cache_key(request.request_id)
+            body = hits.get(key)
+            if body is not None:
+                self._cache_hit(request, body)
+                continue
+            flight = Flight(request, key)
+            if self._s.dedupe:
+                self._inflight[request.request_id] = flight
+            self._outstanding += 1
+            self._queue.put_nowait(flight)
+
+    def _shared(self, request: Request, *, deliver: bool) -> bool:
+        """True when an identical request is in flight or done; attach or answer it then."""
+        flight = self._inflight.get(request.request_id)
+        if flight is not None:
+            if deliver:
+                flight.followers.append((request.order, request.custom_id))
+            return True
+        done = self._completed.get(request.request_id)
+        if done is None:
+            return False
+        if deliver:
+            self._stats.completed(1, cached=False, shared=1, tokens=_tokens(done.body))
+            self._emit(done.shared_with(request.order, request.custom_id))
+        return True
+
+    async def _cache_lookup(self, requests: list[Request]) -> dict[str, dict[str, Any]]:
+        assert self._s.cache is not None
+        if not requests:
+            return {}
+        keys = list({self.cache_key(r.request_id) for r in requests})
+        try:
+            return await self._s.cache.get_many(keys)
+        except Exception as exc:  # a broken cache degrades to misses
+            logger.warning(
+                "cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
+            )
+            return {}
+
+    def _cache_hit(self, request: Request, body: dict[str, Any]) -> None:
+        result = ResponseWrapper(
+            request_id=request.request_id,
+            order=request.order,
+            custom_id=request.custom_id,
+            endpoint=request.endpoint,
+            body=body,
+            cached=True,
+        )
+        self._stats.completed(1, cached=True, shared=0, tokens=_tokens(body))
+        if self._s.dedupe:
+            self._completed.add(result)
+        self._emit(result)
+
+    async def _wait_for_room(self, order: int) -> None:
+        while self._outstanding >= self._max_pending or (
+            self._ahead_blocked is not None and self._ahead_blocked(order)
+        ):
+            self._room.clear()
+            await self._room.wait()
+
+    def _fail_unparsed(self, order: int, item: object, error: RequestFormatError) -> None:
+        custom_id = item.get("custom_id") if isinstance(item, dict) else None
+        result = ResponseWrapper(
+            request_id="",
+            order=order,
+            custom_id=custom_id if isinstance(custom_id, str) else f"#{order}",
+            endpoint=Endpoint.CHAT_COMPLETIONS,
+            error=error,
+        )
+        self._stats.failed_orders(error, 1, 0)
+        self._emit(result)
+
+    # -- workers ----------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            flight = await self._queue.get()
+            if flight is None:
+                return
+            await self._attempt(flight)
+
+    async def _attempt(self, flight: Flight) -> None:
+        request = flight.request
+        if self._s.max_cost is not None and self._stats.cost >= self._s.max_cost:
+            error = NotRunError(f"not sent: the cost budget of ${self._s.max_cost:g} was reached")
+            self._finish(flight, None, error)
+            return
+        limiter = self._s.limiter
+        estimate = (
+            self._s.estimator.estimate(request.endpoint, request.body) if limiter.enabled else 0
+        )
+        await self._concurrency.acquire()
+        try:
+            reservation = await limiter.acquire(estimate)
+        except BaseException:
+            self._concurrency.release()
+            raise
+        now = time.perf_counter()
+        if flight.started is None:
+            flight.started = now
+        flight.attempts += 1
+        self._stats.sending()
+        try:
+            answer = await self._s.provider.make_request(self._session, request, self._s.timeout)
+        except RequestError as exc:
+            failure: RequestError = exc
+        except BaseException:  # cancelled: give everything back, then stop
+            self._stats.sent_done()
+            self._concurrency.release()
+            limiter.cancel(reservation)
+            raise
+        except Exception as exc:  # a custom provider broke its contract: keep the run alive
+            failure = APIError(f"provider raised {type(exc).__name__}: {exc}")
+            failure.__cause__ = exc
+        else:
+            self._stats.sent_done()
+            self._concurrency.release()
+            self._concurrency.on_success()
+            limiter.observe_headers(answer.headers)
+            usage = answer.body.get("usage")
+            limiter.settle(reservation, _usage_total(usage, estimate))
+            self._stats.answered(
+                answer.body.get("model"),
+                usage if isinstance(usage, dict) else None,
+                time.perf_counter() - flight.started,
+                answer.ttft,
+                request.body.get("stream") is True,
+            )
+            if self._writer is not None:
+                raw = answer.raw if answer.raw is not None else orjson.dumps(answer.body)
+                self._writer.add(flight.cache_key, raw)
+            self._finish(flight, answer, None)
+            return
+        self._stats.sent_done()
+        self._concurrency.release()
+        limiter.settle(reservation, 0)
+        self._failed_attempt(flight, failure)
+
+    def _failed_attempt(self, flight: Flight, error: RequestError) -> None:
+        error.attempts = flight.attempts
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, RateLimitError):
+            self._concurrency.on_rate_limited()
+            if retry_after:
+                self._s.limiter.cooldown(retry_after)
+            if error.headers:
+                self._s.limiter.observe_headers(error.headers)
+        if not is_retryable(error) or flight.attempts >= self._s.policy.attempts:
+            self._finish(flight, None, error)
+            return
+        delay = self._s.policy.delay(flight.attempts, retry_after, self._rng)
+        deadline = self._s.policy.deadline
+        started = flight.started or time.perf_counter()
+        if deadline is not None and time.perf_counter() + delay - started > deadline:
+            self._finish(flight, None, error)
+            return
+        self._stats.retrying()
+        logger.debug(
+            "retrying request %s (attempt %d failed: %s) in %.2f s",
+            flight.request.custom_id,
+            flight.attempts,
+            error,
+            delay,
+        )
+        task = asyncio.ensure_future(self._requeue_after(flight, delay))
+        self._backoffs.add(task)
+        task.add_done_callback(self._backoffs.discard)
+
+    async def _requeue_after(self, flight: Flight, delay: float) -> None:
+        await self._s.sleep(delay)
+        self._queue.put_nowait(flight)
+
+    # -- completion -------------------------------------------------------------------
+    def _finish(self, flight: Flight, answer: Any, error: RequestError | None) -> None:
+        request = flight.request
+        if self._s.dedupe:
+            self._inflight.pop(request.request_id, None)
+        followers = flight.followers
+        result = ResponseWrapper(
+            request_id=request.request_id,
+            order=request.order,
+            custom_id=request.custom_id,
+            endpoint=request.endpoint,
+            body=answer.body if answer is not None else None,
+            error=error,
+            attempts=flight.attempts,
+            latency=(time.perf_counter() - flight.started) if flight.started else None,
+            ttft=answer.ttft if answer is not None else None,
+        )
+        count = 1 + len(followers)
+        if error is None:
+            self._stats.completed(
+                count, cached=False, shared=len(followers), tokens=_tokens(result.body)
+            )
+            if self._s.dedupe:
+                self._completed.add(result)
+        else:
+            self._stats.failed_orders(error, count, len(followers))
+            logger.debug("request %s failed: %s", request.custom_id, error)
+        self._emit(result)
+        for order, custom_id in followers:
+            self._emit(result.shared_with(order, custom_id))
+        self._outstanding -= 1
+        self._room.set()
+        self._maybe_finish()
+
+    def wake_planner(self) -> None:
+        """Re-check the planner's room (after the consumer took ordered results)."""
+        self._room.set()
+
+    def _maybe_finish(self) -> None:
+        if not self._planning and self._outstanding == 0:
+            for _ in range(self._s.concurrency):
+                self._queue.put_nowait(None)
+
+
+def _tokens(body: dict[str, Any] | None) -> int:
+    usage = body.get("usage") if body else None
+    return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
+
+
+def _usage_total(usage: object, estimate: int) -> int:
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if isinstance(total, int):
+            return total
+    return estimate

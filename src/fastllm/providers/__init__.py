@@ -1,0 +1,6 @@
+"""Providers: where requests are sent."""
+
+from fastllm.providers.base import Provider, ProviderResponse
+from fastllm.providers.openai import OpenAIProvider
+
+__all__ = ["OpenAIProvider", "Provider", "ProviderResponse"]

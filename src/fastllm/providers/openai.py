@@ -1,0 +1,161 @@
+"""``OpenAIProvider``: any OpenAI-compatible API (OpenAI, OpenRouter, vLLM, llama.cpp, LiteLLM).
+
+Sends the body exactly as given; maps connection failures, error statuses, bad
+bodies and truncated streams to the typed errors; re-sends once, at once, when a
+pooled keep-alive connection turns out to have been closed by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from fastllm.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ResponseDecodingError,
+)
+from fastllm.providers.base import Provider, ProviderResponse
+from fastllm.providers.http_errors import error_from_response, redact
+from fastllm.providers.sse import StreamAssembler
+from fastllm.requests.model import Endpoint, Request
+
+__all__ = ["DEFAULT_API_BASE", "OpenAIProvider"]
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+# Errors that mean "the connection was gone before the server saw the request":
+# a pooled keep-alive connection the server had closed. Worth one immediate re-send.
+_STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class OpenAIProvider(Provider):
+    """An OpenAI-compatible API.
+
+    ``organization`` and ``project`` become the ``OpenAI-Organization`` and
+    ``OpenAI-Project`` headers; ``headers`` are added as given. ``stream_idle_timeout``
+    bounds the wait between two chunks of a stream (default: the request timeout).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_base: str = DEFAULT_API_BASE,
+        organization: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        project: str | None = None,
+        stream_idle_timeout: float | None = None,
+    ) -> None:
+        super().__init__(api_key, api_base, headers)
+        self.organization = organization
+        self.project = project
+        self.stream_idle_timeout = stream_idle_timeout
+        self._headers = self.get_request_headers()
+        self._urls = {e: self.get_request_url(e) for e in Endpoint}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def get_request_headers(self) -> dict[str, str]:
+        """Authorization, content type, organization/project, then the custom headers."""
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        headers.update(self.headers)
+        return headers
+
+    async def make_request(
+        self, session: aiohttp.ClientSession, request: Request, timeout: float
+    ) -> ProviderResponse:
+        """POST the request body; return the answer or raise a typed error."""
+        data = orjson.dumps(request.body)
+        stream = request.body.get("stream") is True
+        for resend in (True, False):
+            try:
+                return await self._post(session, request.endpoint, data, timeout, stream)
+            except aiohttp.ClientConnectorError as exc:
+                raise APIConnectionError(
+                    f"cannot connect to {self.api_base}: {self._clean(exc)}"
+                ) from exc
+            except _STALE_CONNECTION as exc:
+                if resend:
+                    continue
+                raise APIConnectionError(f"connection lost: {self._clean(exc)}") from exc
+            except asyncio.TimeoutError as exc:
+                raise APITimeoutError(f"no complete answer within {timeout:g} s") from exc
+            except aiohttp.ClientError as exc:
+                raise APIConnectionError(f"{type(exc).__name__}: {self._clean(exc)}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: Endpoint,
+        data: bytes,
+        timeout: float,
+        stream: bool,
+    ) -> ProviderResponse:
+        async with session.post(
+            self._urls[endpoint],
+            data=data,
+            headers=self._headers,
+            timeout=self._timeout(timeout, stream),
+        ) as response:
+            if response.status >= 400:
+                raw = await response.read()
+                raise error_from_response(response.status, raw, response.headers, self.api_key)
+            if stream:
+                return await self._read_stream(response)
+            raw = await response.read()
+            return ProviderResponse(self._decode(raw, endpoint), raw, response.headers)
+
+    async def _read_stream(self, response: aiohttp.ClientResponse) -> ProviderResponse:
+        started = time.perf_counter()
+        ttft: float | None = None
+        assembler = StreamAssembler()
+        async for line in response.content:
+            assembler.feed_line(line)
+            if ttft is None and assembler.chunks:
+                ttft = time.perf_counter() - started
+            if assembler.done:
+                break
+        return ProviderResponse(assembler.result(), None, response.headers, ttft)
+
+    def _decode(self, raw: bytes, endpoint: Endpoint) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            preview = redact(raw[:200].decode("utf-8", "replace"), self.api_key)
+            raise ResponseDecodingError(f"the answer is not valid JSON: {preview!r}") from exc
+        if not isinstance(body, dict):
+            raise ResponseDecodingError("the answer is not a JSON object", retryable=False)
+        field = "choices" if endpoint is Endpoint.CHAT_COMPLETIONS else "data"
+        if not isinstance(body.get(field), list):
+            if "error" in body:
+                message = redact(str(body["error"]), self.api_key)[:300]
+                raise ResponseDecodingError(f"HTTP 200 carrying an error: {message}")
+            raise ResponseDecodingError(f"the answer has no {field!r} list", retryable=False)
+        return body
+
+    def _timeout(self, seconds: float, stream: bool) -> aiohttp.ClientTimeout:
+        key = -seconds if stream else seconds
+        found = self._timeouts.get(key)
+        if found is None:
+            if stream:
+                idle = self.stream_idle_timeout or seconds
+                found = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=idle)
+            else:
+                found = aiohttp.ClientTimeout(total=seconds)
+            self._timeouts[key] = found
+        return found
+
+    def _clean(self, exc: BaseException) -> str:
+        return redact(str(exc), self.api_key) or type(exc).__name__
