@@ -145,8 +145,8 @@ class _Completions:
     def create(
         self,
         *,
-        model: str,
-        messages: list[dict[str, Any]],
+        model: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
         n: int | None = None,
@@ -168,6 +168,8 @@ class _Completions:
         """Add a chat completion request; return its request id.
 
         Parameters are OpenAI's; ``**extra`` passes any other body field through.
+        ``model`` and ``messages`` are required: leaving one out raises
+        :class:`~fastllm.errors.RequestFormatError` naming it, as any invalid value does.
         """
         body = {
             "model": model,
@@ -209,14 +211,18 @@ class _Embeddings:
     def create(
         self,
         *,
-        model: str,
-        input: str | list[str] | list[int] | list[list[int]],
+        model: str | None = None,
+        input: str | list[str] | list[int] | list[list[int]] | None = None,
         dimensions: int | None = None,
         encoding_format: Literal["float", "base64"] | None = None,
         user: str | None = None,
         **extra: Any,
     ) -> str:
-        """Add an embeddings request; return its request id."""
+        """Add an embeddings request; return its request id.
+
+        ``model`` and ``input`` are required (a :class:`~fastllm.errors.RequestFormatError`
+        names the one missing).
+        """
         body = {
             "model": model,
             "input": input,
