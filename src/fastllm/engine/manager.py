@@ -34,6 +34,9 @@ __all__ = ["RequestManager"]
 logger = logging.getLogger(__name__)
 
 _CACHE_MODES = ("use", "refresh", "off")
+# Streaming runs remember this many recent successes for deduplication (memory stays
+# flat); identical requests further apart are answered by the cache, when there is one.
+_STREAM_DEDUPE_WINDOW = 4096
 
 
 class RequestManager:
@@ -146,7 +149,7 @@ class RequestManager:
         """Yield results as they finish (any order; ``result.order`` tells the position)."""
         queue: asyncio.Queue[ResponseWrapper | None] = asyncio.Queue()
         run = asyncio.ensure_future(
-            self._run(batch, queue.put_nowait, cache, completed_limit=50_000)
+            self._run(batch, queue.put_nowait, cache, completed_limit=_STREAM_DEDUPE_WINDOW)
         )
         run.add_done_callback(lambda _: queue.put_nowait(None))
         try:
@@ -182,7 +185,7 @@ class RequestManager:
                 items,
                 emit,
                 cache,
-                completed_limit=50_000,
+                completed_limit=_STREAM_DEDUPE_WINDOW,
                 max_ahead=lambda order: order - buffer.next_order >= max_ahead,
                 scheduler_box=scheduler_box,
             )

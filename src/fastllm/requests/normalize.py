@@ -88,7 +88,13 @@ def request_from_body(
 
 
 def request_from_item(item: object, order: int) -> Request:
-    """A :class:`Request` from any accepted item: a Request, a Batch line or a bare body."""
+    """A :class:`Request` from any accepted item: a Request, a Batch line or a bare body.
+
+    An item that is itself a :class:`RequestFormatError` (a reader's verdict on a bad
+    file line) is raised, so it becomes that request's failed result.
+    """
+    if isinstance(item, RequestFormatError):
+        raise item
     if isinstance(item, Request):
         if item.order == order:
             return item
