@@ -1,0 +1,69 @@
+"""The stored form of cached values: JSON bytes of one JSON object (orjson).
+
+Nothing else is ever stored or read back: no pickle, so a cache file from an
+untrusted place can at worst give wrong answers, never run code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from fastllm.cache.base import CacheValue
+from fastllm.errors import CacheError
+
+__all__ = ["CorruptEntryError", "decode_value", "encode_value"]
+
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+_JSON_WHITESPACE = b" \t\r\n"
+
+
+class CorruptEntryError(CacheError):
+    """Stored bytes are not the JSON text of a JSON object."""
+
+
+def encode_value(value: CacheValue) -> bytes:
+    """The JSON bytes to store for ``value``.
+
+    ``bytes`` (a raw HTTP body) are passed through unchanged after a cheap check
+    that they look like one JSON object (``{`` first and ``}`` last, ignoring
+    whitespace); a mapping is serialised with orjson; a pydantic model with
+    ``model_dump(mode="json", exclude_unset=True)``, so an openai model validates
+    back to an equal model. Raises ``CacheError`` for a value that is not (or
+    cannot be serialised to) a JSON object, ``TypeError`` for another type.
+    """
+    if isinstance(value, bytes):
+        if _OBJECT_START.match(value) is None or value.rstrip(_JSON_WHITESPACE)[-1:] != b"}":
+            head = value[:40]
+            raise CacheError(f"cannot cache bytes that are not a JSON object: {head!r}")
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return encode_value(bytes(value))
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json", exclude_unset=True, warnings=False)
+    elif isinstance(value, Mapping):
+        data = value if isinstance(value, dict) else dict(value)
+    else:
+        raise TypeError(
+            f"cannot cache a {type(value).__name__}: expected JSON bytes, a mapping "
+            "or a pydantic model"
+        )
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise CacheError(f"cannot cache a value that is not JSON-serialisable: {exc}") from exc
+
+
+def decode_value(data: bytes) -> dict[str, Any]:
+    """The JSON object stored as ``data``; ``CorruptEntryError`` when it is not one."""
+    try:
+        obj = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise CorruptEntryError(f"cache entry is not valid JSON: {exc}") from exc
+    if type(obj) is not dict:
+        raise CorruptEntryError(f"cache entry is a JSON {type(obj).__name__}, not an object")
+    return obj
