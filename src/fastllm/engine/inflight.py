@@ -19,7 +19,7 @@ __all__ = ["CompletedWindow", "Flight"]
 class Flight:
     """One distinct request being sent, retried, and fanned out to its followers."""
 
-    __slots__ = ("attempts", "cache_key", "followers", "request", "started")
+    __slots__ = ("attempts", "cache_key", "followers", "request", "sent_at", "started")
 
     def __init__(self, request: Request, cache_key: str) -> None:
         self.request = request
@@ -27,6 +27,7 @@ class Flight:
         self.followers: list[tuple[int, str]] = []
         self.attempts = 0
         self.started: float | None = None
+        self.sent_at = 0.0
 
 
 class CompletedWindow:

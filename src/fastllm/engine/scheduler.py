@@ -100,6 +100,7 @@ class Scheduler:
         self._backoffs: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self._namespace = settings.provider.cache_namespace
+        self._cooldown_ends = 0.0
         self.planned = 0
 
     # -- the run ----------------------------------------------------------------------
@@ -249,6 +250,7 @@ class Scheduler:
         now = time.perf_counter()
         if flight.started is None:
             flight.started = now
+        flight.sent_at = now
         flight.attempts += 1
         self._stats.sending()
         try:
@@ -292,8 +294,7 @@ class Scheduler:
         retry_after = getattr(error, "retry_after", None)
         if isinstance(error, RateLimitError):
             self._concurrency.on_rate_limited()
-            if retry_after:
-                self._s.limiter.cooldown(retry_after)
+            self._shared_cooldown(flight, retry_after)
             if error.headers:
                 self._s.limiter.observe_headers(error.headers)
         if not is_retryable(error) or flight.attempts >= self._s.policy.attempts:
@@ -316,6 +317,18 @@ class Scheduler:
         task = asyncio.ensure_future(self._requeue_after(flight, delay))
         self._backoffs.add(task)
         task.add_done_callback(self._backoffs.discard)
+
+    def _shared_cooldown(self, flight: Flight, retry_after: float | None) -> None:
+        """Pause dispatch for everyone for the server's Retry-After.
+
+        A 429 for a request sent before the last pause ended belongs to the storm that
+        pause already answers, so it does not start another one.
+        """
+        if not retry_after or flight.sent_at < self._cooldown_ends:
+            return
+        self._cooldown_ends = time.perf_counter() + retry_after
+        self._s.limiter.cooldown(retry_after)
+        logger.debug("rate limited: pausing dispatch for %.2f s", retry_after)
 
     async def _requeue_after(self, flight: Flight, delay: float) -> None:
         await self._s.sleep(delay)
