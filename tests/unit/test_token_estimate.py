@@ -232,7 +232,6 @@ def test_encoding_loaded_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [1]
 
 
-
 @pytest.mark.usefixtures("fresh_encoding")
 def test_no_download_is_ever_attempted_by_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any

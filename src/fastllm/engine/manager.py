@@ -146,7 +146,11 @@ class RequestManager:
     async def as_completed(
         self, batch: Iterable[Any], *, cache: CacheMode = "use"
     ) -> AsyncIterator[ResponseWrapper]:
-        """Yield results as they finish (any order; ``result.order`` tells the position)."""
+        """Yield results as they finish (any order; ``result.order`` tells the position).
+
+        Stopping early cancels the rest of the run once the generator is closed; wrap
+        it in ``contextlib.aclosing(...)`` to close it at once (what is done stays cached).
+        """
         queue: asyncio.Queue[ResponseWrapper | None] = asyncio.Queue()
         run = asyncio.ensure_future(
             self._run(batch, queue.put_nowait, cache, completed_limit=_STREAM_DEDUPE_WINDOW)
