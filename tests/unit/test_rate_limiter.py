@@ -436,7 +436,7 @@ async def test_auto_mode_learns_buckets_from_headers() -> None:
         {
             "x-ratelimit-limit-requests": "60",
             "x-ratelimit-remaining-requests": "0",
-            "x-ratelimit-reset-requests": "1s",
+            "x-ratelimit-reset-requests": "1m0s",
             "x-ratelimit-limit-tokens": "6000",
             "x-ratelimit-remaining-tokens": "5000",
             "x-ratelimit-reset-tokens": "10s",
@@ -547,3 +547,31 @@ def test_grants_fit_the_budget_in_every_window(arrivals: list[tuple[int, float]]
             oversize = max(0, grants[j][2] - capacity)
             assert total <= capacity + capacity / period * span + oversize + 1e-6
             assert j - i + 1 <= requests + requests / period * span + 1e-6
+
+
+def test_auto_mode_learns_the_window_from_the_reset_header() -> None:
+    limiter = RateLimiter(auto=True)
+    # 60 a window, 30 used, full again in 3 s: a refilling window of 6 s
+    limiter.observe_headers(
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "30",
+            "x-ratelimit-reset-requests": "3s",
+        }
+    )
+    (learned,) = limiter.snapshot().limits
+    assert learned.period == pytest.approx(6.0)
+    assert learned.capacity == 60
+    assert learned.available == pytest.approx(30, abs=1)
+
+
+async def test_auto_mode_counts_requests_sent_before_the_limit_was_known() -> None:
+    limiter = RateLimiter(auto=True)
+    blind = [await limiter.acquire(10) for _ in range(5)]  # no limit known yet: all granted
+    # the first answer says 59 of 60 remain; the other 4 in flight are counted too
+    limiter.observe_headers(
+        {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59"}
+    )
+    limiter.settle(blind[0], 10)
+    (learned,) = limiter.snapshot().limits
+    assert learned.available == pytest.approx(55, abs=0.01)

@@ -11,6 +11,7 @@ import pytest
 from fastllm.errors import ConfigurationError
 from fastllm.limits import TokenEstimator
 from fastllm.limits import token_estimate as te
+from fastllm.limits.token_estimate import charged_tokens
 from fastllm.requests.model import Endpoint
 
 CHAT = Endpoint.CHAT_COMPLETIONS
@@ -246,3 +247,12 @@ def test_no_download_is_ever_attempted_by_default(
     estimator = TokenEstimator()
     assert not estimator.uses_tiktoken
     assert estimator.count("abcdefgh") == 2
+
+
+def test_charged_tokens_follow_the_providers_accounting() -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    assert charged_tokens({}, usage, 99) == 15
+    assert charged_tokens({"max_completion_tokens": 40}, usage, 99) == 50
+    assert charged_tokens({"max_tokens": 3, "n": 2}, usage, 99) == 16
+    assert charged_tokens({"max_tokens": 2}, usage, 99) == 15  # used more than declared
+    assert charged_tokens({}, None, 99) == 99

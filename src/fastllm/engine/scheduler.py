@@ -37,6 +37,7 @@ from fastllm.engine.inflight import CompletedWindow, Flight
 from fastllm.engine.results import ResponseWrapper
 from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
 from fastllm.limits import AdaptiveConcurrency, RateLimiter, TokenEstimator
+from fastllm.limits.token_estimate import charged_tokens
 from fastllm.observe.stats import StatsCollector
 from fastllm.providers.base import Provider
 from fastllm.requests.model import Endpoint, Request
@@ -271,7 +272,8 @@ class Scheduler:
             self._concurrency.on_success()
             limiter.observe_headers(answer.headers)
             usage = answer.body.get("usage")
-            limiter.settle(reservation, _usage_total(usage, estimate))
+            if limiter.enabled:
+                limiter.settle(reservation, charged_tokens(request.body, usage, estimate))
             self._stats.answered(
                 answer.body.get("model"),
                 usage if isinstance(usage, dict) else None,
@@ -381,11 +383,3 @@ class Scheduler:
 def _tokens(body: dict[str, Any] | None) -> int:
     usage = body.get("usage") if body else None
     return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
-
-
-def _usage_total(usage: object, estimate: int) -> int:
-    if isinstance(usage, dict):
-        total = usage.get("total_tokens")
-        if isinstance(total, int):
-            return total
-    return estimate

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from fastllm.errors import ConfigurationError
 from fastllm.limits.config import RateLimit
-from fastllm.limits.headers import budget_values
+from fastllm.limits.headers import budget_values, parse_ratelimit_headers
 
 __all__ = ["AUTO_PERIOD", "LimitSnapshot", "LimiterSnapshot", "RateLimiter", "Reservation"]
 
@@ -91,13 +91,16 @@ class Reservation:
     usage once settled); ``waited`` the seconds the acquire waited.
     """
 
-    __slots__ = ("_buckets", "_open", "tokens", "waited")
+    __slots__ = ("_blind", "_buckets", "_open", "tokens", "waited")
 
-    def __init__(self, tokens: int, waited: float, buckets: tuple[_Bucket, ...]) -> None:
+    def __init__(
+        self, tokens: int, waited: float, buckets: tuple[_Bucket, ...], blind: bool = False
+    ) -> None:
         self.tokens = tokens
         self.waited = waited
         self._buckets = buckets
         self._open = True
+        self._blind = blind  # granted in auto mode before any limit was known
 
     @property
     def cancelled(self) -> bool:
@@ -184,6 +187,10 @@ class RateLimiter:
         self._waited_total = 0.0
         self._cooling = False
         self._cooldown_until = -math.inf
+        # Reservations granted in auto mode before any limit was known, still unanswered:
+        # the server counted them, so a newly learned bucket must too.
+        self._blind = 0
+        self._blind_tokens = 0
 
     @property
     def enabled(self) -> bool:
@@ -209,6 +216,10 @@ class RateLimiter:
         if not self._queue:
             if not self._buckets:
                 if not self._cooling or self._clock() >= self._cooldown_until:
+                    if self._auto:
+                        self._blind += 1
+                        self._blind_tokens += tokens
+                        return Reservation(tokens, 0.0, (), blind=True)
                     return Reservation(tokens, 0.0, ())
             else:
                 now = self._clock()
@@ -310,6 +321,7 @@ class RateLimiter:
             )
         if not reservation._open:
             return
+        self._see_answer(reservation)
         difference = actual_tokens - reservation.tokens
         reservation.tokens = actual_tokens
         if difference == 0:
@@ -325,11 +337,18 @@ class RateLimiter:
         """Give back a reservation's request and tokens (the request was never sent)."""
         if not reservation._open:
             return
+        self._see_answer(reservation)
         reservation._open = False
         now = self._clock()
         for bucket in reservation._buckets:
             bucket.give_back(reservation.tokens if bucket.is_tokens else 1, now)
         self._wake_head()
+
+    def _see_answer(self, reservation: Reservation) -> None:
+        if reservation._blind:
+            reservation._blind = False
+            self._blind -= 1
+            self._blind_tokens -= reservation.tokens
 
     def cooldown(self, seconds: float) -> None:
         """Let no acquire complete for ``seconds`` from now (extends, never shortens)."""
@@ -353,18 +372,30 @@ class RateLimiter:
             return
         limit_requests, remaining_requests, limit_tokens, remaining_tokens = values
         now = self._clock()
-        self._learn(_REQUESTS, limit_requests, remaining_requests, now)
-        self._learn(_TOKENS, limit_tokens, remaining_tokens, now)
+        self._learn(_REQUESTS, limit_requests, remaining_requests, now, headers)
+        self._learn(_TOKENS, limit_tokens, remaining_tokens, now, headers)
 
-    def _learn(self, kind: str, limit: int | None, remaining: int | None, now: float) -> None:
+    def _learn(
+        self,
+        kind: str,
+        limit: int | None,
+        remaining: int | None,
+        now: float,
+        headers: Mapping[str, str],
+    ) -> None:
         if self._auto and limit:
             bucket = self._auto_buckets.get(kind)
             if bucket is None:
-                bucket = _Bucket(
-                    f"server {kind} per minute", kind, limit, AUTO_PERIOD, now, auto=True
-                )
+                period = _learned_period(kind, limit, remaining, headers)
+                window = "minute" if period == AUTO_PERIOD else f"{period:.3g}s"
+                bucket = _Bucket(f"server {kind} per {window}", kind, limit, period, now, auto=True)
                 self._auto_buckets[kind] = bucket
                 self._buckets = (*self._buckets, bucket)
+                if remaining is not None and self._blind > 1:
+                    # the answer carrying these headers is one of the blind ones
+                    others = (self._blind - 1) / self._blind
+                    sent = self._blind - 1 if kind == _REQUESTS else self._blind_tokens * others
+                    bucket.level = min(bucket.level, remaining - sent)
             elif bucket.capacity != limit:
                 bucket.resize(limit, now)
                 self._wake_head()
@@ -404,3 +435,22 @@ class RateLimiter:
             waiting=self._waiting,
             cooldown_until=self._cooldown_until if cooling else None,
         )
+
+
+def _learned_period(
+    kind: str, limit: int, remaining: int | None, headers: Mapping[str, str]
+) -> float:
+    """The server's window, from how long it says the used part takes to refill.
+
+    For a continuously refilling budget ``reset = used / limit * period``, so
+    ``period = reset * limit / used``. Without a usable reset (or with nothing used
+    yet) OpenAI's one minute is assumed.
+    """
+    parsed = parse_ratelimit_headers(headers)
+    reset = None
+    if parsed is not None:
+        reset = parsed.reset_requests if kind == _REQUESTS else parsed.reset_tokens
+    used = limit - remaining if remaining is not None else 0
+    if not reset or used <= 0:
+        return AUTO_PERIOD
+    return min(86_400.0, max(1.0, reset * limit / used))

@@ -25,7 +25,7 @@ from typing import Any
 from fastllm.errors import ConfigurationError
 from fastllm.requests.model import Endpoint
 
-__all__ = ["TokenEstimator", "heuristic_tokens"]
+__all__ = ["TokenEstimator", "charged_tokens", "heuristic_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -261,3 +261,27 @@ def _embedding_tokens(value: object, count: Callable[[str], int]) -> int:
         elif isinstance(item, int):
             total += 1  # one token of a single token array
     return total
+
+
+def charged_tokens(body: Mapping[str, Any], usage: object, estimate: int) -> int:
+    """The tokens a provider's rate limit counted for a finished request.
+
+    OpenAI-style limits count the prompt plus the completion budget the request
+    declared (``max_completion_tokens``/``max_tokens`` times ``n``), not what was
+    generated, so that budget is kept when it is larger than the completion.
+    Without a declared budget the usage total is used; without usage, the estimate.
+    """
+    if not isinstance(usage, Mapping):
+        return estimate
+    prompt = _non_negative_int(usage.get("prompt_tokens")) or 0
+    completion = _non_negative_int(usage.get("completion_tokens")) or 0
+    declared = _non_negative_int(body.get("max_completion_tokens"))
+    if declared is None:
+        declared = _non_negative_int(body.get("max_tokens"))
+    if declared is not None:
+        n = _non_negative_int(body.get("n")) or 1
+        completion = max(completion, declared * n)
+    total = _non_negative_int(usage.get("total_tokens"))
+    if declared is None and total is not None:
+        return total
+    return prompt + completion
