@@ -139,3 +139,19 @@ async def test_cancelling_a_run_raises_and_leaves_nothing_behind(
     await asyncio.sleep(0)
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert pending == []
+
+
+async def test_a_corrupt_cached_answer_is_reported_when_read(
+    provider: OpenAIProvider, server: MockServer, make_manager
+) -> None:
+    from fastllm.errors import ResponseDecodingError
+
+    cache = InMemoryCache()
+    manager = make_manager(provider, caching_provider=cache)
+    batch = chat_batch(["will rot"])
+    (first,) = await manager.aprocess_batch(batch)
+    await cache.put(manager.cache_key(first.request_id), b'{"choices": [tru}')
+    (again,) = await manager.aprocess_batch(batch)
+    assert again.cached
+    with pytest.raises(ResponseDecodingError, match="corrupt"):
+        _ = again.body

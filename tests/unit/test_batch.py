@@ -251,3 +251,21 @@ def test_split_respects_the_byte_limit() -> None:
     assert [len(p) for p in parts] == [3, 3, 3, 1]
     with pytest.raises(RequestFormatError, match="byte"):
         batch.split_for_batch_api(max_bytes=10)
+
+
+def test_lines_added_by_hand_are_still_checked_by_the_engine() -> None:
+    from fastllm.requests import Request
+
+    batch = _batch("a")
+    batch.requests.append(
+        {
+            "custom_id": "mine",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "e", "input": "x"},
+        }
+    )
+    items = list(RequestBatch.prepared(batch))
+    assert isinstance(items[0], Request)
+    assert items[1] is batch.requests[1]  # not checked yet: the engine parses it
+    assert list(RequestBatch.prepared(batch.requests)) == batch.requests

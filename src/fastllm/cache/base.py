@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeAlias, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from fastllm.errors import ConfigurationError
@@ -69,6 +70,14 @@ class CacheProvider(ABC):
     @abstractmethod
     async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored objects of ``keys`` that are present: only the hits."""
+
+    async def get_many_raw(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The hits' stored JSON bytes, not decoded: the engine's fast path.
+
+        Backends that store bytes return them as they are (checked only to look like a
+        JSON object); this default re-encodes what :meth:`get_many` decoded.
+        """
+        return {key: orjson.dumps(value) for key, value in (await self.get_many(keys)).items()}
 
     @abstractmethod
     async def put_many(self, items: Mapping[str, CacheValue]) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from fastllm.cache.base import CacheValue
 from fastllm.errors import CacheError
 
-__all__ = ["CorruptEntryError", "decode_value", "encode_value"]
+__all__ = ["CorruptEntryError", "decode_value", "encode_value", "looks_like_object"]
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
 _JSON_WHITESPACE = b" \t\r\n"
@@ -37,7 +37,7 @@ def encode_value(value: CacheValue) -> bytes:
     cannot be serialised to) a JSON object, ``TypeError`` for another type.
     """
     if isinstance(value, bytes):
-        if _OBJECT_START.match(value) is None or value.rstrip(_JSON_WHITESPACE)[-1:] != b"}":
+        if not looks_like_object(value):
             head = value[:40]
             raise CacheError(f"cannot cache bytes that are not a JSON object: {head!r}")
         return value
@@ -56,6 +56,19 @@ def encode_value(value: CacheValue) -> bytes:
         return orjson.dumps(data)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise CacheError(f"cannot cache a value that is not JSON-serialisable: {exc}") from exc
+
+
+def looks_like_object(data: object) -> bool:
+    """A cheap check that ``data`` is bytes shaped like one JSON object (``{`` … ``}``).
+
+    The fast read path hands such bytes on undecoded; a body that passes this check
+    but is still not JSON is reported when it is first decoded.
+    """
+    return (
+        type(data) is bytes
+        and _OBJECT_START.match(data) is not None
+        and data.rstrip(_JSON_WHITESPACE)[-1:] == b"}"
+    )
 
 
 def decode_value(data: bytes) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import orjson
 
 from fastllm.cache.base import CacheProvider, CacheStats, CacheValue, check_positive
-from fastllm.cache.codec import encode_value
+from fastllm.cache.codec import encode_value, looks_like_object
 from fastllm.errors import CacheError
 
 __all__ = ["DiskCache"]
@@ -195,6 +195,15 @@ class DiskCache(CacheProvider):
             return {}
         return await self._run(functools.partial(self._get_sync, list(dict.fromkeys(keys))))
 
+    async def get_many_raw(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored JSON bytes of the live entries among ``keys``, not decoded."""
+        if not keys:
+            self._check_open()
+            return {}
+        return await self._run(
+            functools.partial(self._get_sync, list(dict.fromkeys(keys)), decode=False)
+        )
+
     async def put_many(self, items: Mapping[str, CacheValue]) -> None:
         """Store every item in one transaction, then evict down to ``size_limit``."""
         if not items:
@@ -288,7 +297,7 @@ class DiskCache(CacheProvider):
             raise CacheError(f"the disk cache at {str(self._directory)!r} is closed")
         return self._conn
 
-    def _get_sync(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+    def _get_sync(self, keys: list[str], decode: bool = True) -> dict[str, Any]:
         conn = self._connection()
         now = self._clock()
         try:
@@ -309,7 +318,7 @@ class DiskCache(CacheProvider):
         stale = now - ACCESS_RESOLUTION
         loads = orjson.loads
         pending = self._pending_access
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Any] = {}
         expired: list[tuple[str, float]] = []
         corrupt: list[str] = []
         for key, blob, stored_at, accessed_at in rows:
@@ -317,12 +326,12 @@ class DiskCache(CacheProvider):
                 if ttl is not None and now - stored_at >= ttl:
                     expired.append((key, stored_at))
                     continue
-                obj = loads(blob)
+                obj = loads(blob) if decode else blob
                 fresh = accessed_at >= stale
             except (TypeError, ValueError):  # not JSON, or columns of the wrong type
                 corrupt.append(key)
                 continue
-            if type(obj) is not dict:
+            if not (type(obj) is dict if decode else looks_like_object(obj)):
                 corrupt.append(key)
                 continue
             found[key] = obj

@@ -69,15 +69,39 @@ class InMemoryCache(CacheProvider):
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The decoded objects of the live entries among ``keys``; refreshes their recency."""
+        found: dict[str, dict[str, Any]] = {}
+        corrupt: list[str] = []
+        loads = orjson.loads
+        for key, blob in self._live(keys).items():
+            try:
+                # encode_value guarantees the bytes start with "{", so valid JSON is an object
+                found[key] = loads(blob)
+            except orjson.JSONDecodeError:
+                corrupt.append(key)
+        if corrupt:
+            self._remove(corrupt)
+            self._errors += len(corrupt)
+            self._hits -= len(corrupt)
+            self._misses += len(corrupt)
+            logger.warning(
+                "in-memory cache: %d corrupt entries treated as misses and removed (first: %r)",
+                len(corrupt),
+                corrupt[0],
+            )
+        return found
+
+    async def get_many_raw(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored JSON bytes of the live entries among ``keys`` (not decoded)."""
+        return self._live(keys)
+
+    def _live(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of the unexpired entries among ``keys``; counts hits and misses."""
         data = self._data
         lookup = data.get
         touch = data.move_to_end
-        loads = orjson.loads
         now = self._clock() if self._ttl is not None else 0.0
-        found: dict[str, dict[str, Any]] = {}
-        hits = 0
+        found: dict[str, bytes] = {}
         dropped: list[str] | None = None
-        corrupt: list[str] | None = None
         for key in keys:
             entry = lookup(key)
             if entry is None:
@@ -86,27 +110,12 @@ class InMemoryCache(CacheProvider):
                 dropped = dropped or []
                 dropped.append(key)
                 continue
-            try:
-                # encode_value guarantees the bytes start with "{", so valid JSON is an object
-                found[key] = loads(entry[0])
-            except orjson.JSONDecodeError:
-                corrupt = corrupt or []
-                corrupt.append(key)
-                continue
+            found[key] = entry[0]
             touch(key)
-            hits += 1
         if dropped is not None:
             self._remove(dropped)
-        if corrupt is not None:
-            self._remove(corrupt)
-            self._errors += len(corrupt)
-            logger.warning(
-                "in-memory cache: %d corrupt entries treated as misses and removed (first: %r)",
-                len(corrupt),
-                corrupt[0],
-            )
-        self._hits += hits
-        self._misses += len(keys) - hits
+        self._hits += len(found)
+        self._misses += len(keys) - len(found)
         return found
 
     async def put_many(self, items: Mapping[str, CacheValue]) -> None:

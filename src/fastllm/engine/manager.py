@@ -15,8 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence, Sized
 from typing import Any, Literal
 
-import aiohttp
-
 from fastllm.cache import CacheProvider
 from fastllm.engine.ordering import OrderedBuffer, ResultList
 from fastllm.engine.results import DUMMY_RESPONSE, ResponseWrapper
@@ -27,6 +25,7 @@ from fastllm.limits import RateLimit, RateLimiter, TokenEstimator
 from fastllm.observe.progress import ProgressTracker
 from fastllm.observe.stats import Prices, StatsCollector, TokenStats
 from fastllm.providers.base import Provider
+from fastllm.requests.batch import RequestBatch
 from fastllm.retry import RetryPolicy
 
 __all__ = ["RequestManager"]
@@ -264,35 +263,23 @@ class RequestManager:
         self._stats.limiter_snapshot = limiter.snapshot if limiter.enabled else None
         progress = ProgressTracker(self._stats, self.show_progress)
         logger.info("run started: %s requests, concurrency %d", total or "?", self.concurrency)
-        async with self._session() as session:
-            scheduler = Scheduler(
-                settings,
-                session,
-                self._stats,
-                deliver,
-                completed_limit=completed_limit,
-                max_ahead=max_ahead,
-            )
-            if scheduler_box is not None:
-                scheduler_box.append(scheduler)
-            progress.start()
-            try:
-                await scheduler.run(batch)
-            finally:
-                self._stats.finish()
-                await progress.stop()
+        scheduler = Scheduler(
+            settings,
+            self._stats,
+            deliver,
+            completed_limit=completed_limit,
+            max_ahead=max_ahead,
+        )
+        if scheduler_box is not None:
+            scheduler_box.append(scheduler)
+        progress.start()
+        try:
+            await scheduler.run(RequestBatch.prepared(batch))
+        finally:
+            self._stats.finish()
+            await progress.stop()
         summary = self._stats.snapshot()
         logger.info("run finished\n%s", summary.summary())
-
-    def _session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
 
     def _make_limiter(self) -> RateLimiter:
         if self._rate_limits == "auto":

@@ -9,19 +9,22 @@ read. A failed result has ``ok == False`` and the typed exception in ``error``.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from openai.types import CompletionUsage, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
+from fastllm.errors import ResponseDecodingError
 from fastllm.requests.model import Endpoint
 
 if TYPE_CHECKING:
     from fastllm.errors import FastLLMError
 
-__all__ = ["DUMMY_RESPONSE", "ResponseWrapper"]
+__all__ = ["DUMMY_RESPONSE", "ResponseWrapper", "total_tokens_of"]
 
 #: The placeholder answer of ``return_dummy_on_error=True`` (the reference's behaviour).
 DUMMY_RESPONSE = ChatCompletion.model_validate(
@@ -53,6 +56,7 @@ class ResponseWrapper:
     __slots__ = (
         "_body",
         "_order_id",
+        "_raw",
         "_response",
         "attempts",
         "cached",
@@ -73,6 +77,7 @@ class ResponseWrapper:
         custom_id: str,
         endpoint: Endpoint,
         body: dict[str, Any] | None = None,
+        raw: bytes | None = None,
         error: FastLLMError | None = None,
         response: ChatCompletion | CreateEmbeddingResponse | None = None,
         attempts: int = 0,
@@ -86,6 +91,7 @@ class ResponseWrapper:
         self.custom_id = custom_id
         self.endpoint = endpoint
         self._body = body
+        self._raw = raw
         self._response = response
         self.error = error
         self.attempts = attempts
@@ -102,6 +108,7 @@ class ResponseWrapper:
             custom_id=custom_id,
             endpoint=self.endpoint,
             body=self._body,
+            raw=self._raw,
             error=self.error,
             response=self._response if self.error is not None else None,
             attempts=self.attempts,
@@ -123,13 +130,25 @@ class ResponseWrapper:
 
     @property
     def body(self) -> dict[str, Any] | None:
-        """The answer as parsed JSON (``None`` for a failure)."""
+        """The answer as parsed JSON (``None`` for a failure).
+
+        A cached answer is decoded on first access; one that turns out not to be JSON
+        raises :class:`~fastllm.errors.ResponseDecodingError`.
+        """
+        if self._body is None and self._raw is not None:
+            try:
+                body = orjson.loads(self._raw)
+            except orjson.JSONDecodeError as exc:
+                raise ResponseDecodingError(f"the cached answer is corrupt: {exc}") from exc
+            if not isinstance(body, dict):
+                raise ResponseDecodingError("the cached answer is not a JSON object")
+            self._body = body
         return self._body
 
     @property
     def response(self) -> Any:
         """The answer as an openai type; for a failure ``None`` (or the dummy answer)."""
-        if self._response is None and self._body is not None:
+        if self._response is None and self.body is not None:
             model = (
                 CreateEmbeddingResponse if self.endpoint is Endpoint.EMBEDDINGS else ChatCompletion
             )
@@ -137,18 +156,19 @@ class ResponseWrapper:
                 self._response = model.model_validate(self._body)
             except ValidationError:
                 # Servers that are only nearly OpenAI-compatible: keep what they sent.
-                self._response = model.construct(**self._body)
+                self._response = model.construct(**(self._body or {}))
         return self._response
 
     @property
     def is_embedding_response(self) -> bool:
         """True for the answer of an embeddings request."""
-        return self.endpoint is Endpoint.EMBEDDINGS and self._body is not None
+        return self.endpoint is Endpoint.EMBEDDINGS and self.ok
 
     @property
     def usage(self) -> CompletionUsage | None:
         """Token usage; embeddings report ``completion_tokens=0``."""
-        usage = self._body.get("usage") if self._body else None
+        body = self.body
+        usage = body.get("usage") if body else None
         if not isinstance(usage, dict):
             return None
         prompt = int(usage.get("prompt_tokens") or 0)
@@ -162,9 +182,10 @@ class ResponseWrapper:
     @property
     def embeddings(self) -> list[list[float]]:
         """The vectors of an embeddings answer in input order (base64 decoded); ``[]`` otherwise."""
-        if not self.is_embedding_response or self._body is None:
+        body = self.body
+        if not self.is_embedding_response or body is None:
             return []
-        items = sorted(self._body.get("data") or (), key=lambda item: item.get("index", 0))
+        items = sorted(body.get("data") or (), key=lambda item: item.get("index", 0))
         return [_as_floats(item.get("embedding")) for item in items]
 
     def embeddings_array(self) -> Any:
@@ -186,3 +207,24 @@ def _as_floats(embedding: object) -> list[float]:
     if isinstance(embedding, list):
         return [float(x) for x in embedding]
     return []
+
+
+_TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+
+
+def total_tokens_of(body: dict[str, Any] | None, raw: bytes | None = None) -> int:
+    """``usage.total_tokens`` of an answer, read from the raw bytes without decoding them.
+
+    In JSON text a quote inside a string is escaped, so the last ``"total_tokens":``
+    in the bytes is a key: the usage's (answers put ``usage`` last).
+    """
+    if body is not None:
+        usage = body.get("usage")
+        return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
+    if raw is None:
+        return 0
+    at = raw.rfind(b'"total_tokens"')
+    if at < 0:
+        return 0
+    found = _TOTAL_TOKENS.match(raw, at)
+    return int(found.group(1)) if found else 0

@@ -34,7 +34,7 @@ import orjson
 from fastllm.cache import CacheProvider
 from fastllm.engine.cache_writer import CacheWriter
 from fastllm.engine.inflight import CompletedWindow, Flight
-from fastllm.engine.results import ResponseWrapper
+from fastllm.engine.results import ResponseWrapper, total_tokens_of
 from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
 from fastllm.limits import AdaptiveConcurrency, RateLimiter, TokenEstimator
 from fastllm.limits.token_estimate import charged_tokens
@@ -49,7 +49,7 @@ __all__ = ["CacheMode", "RunSettings", "Scheduler"]
 logger = logging.getLogger(__name__)
 
 CacheMode = Literal["use", "refresh", "off"]
-_PLAN_CHUNK = 256
+_PLAN_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,6 @@ class Scheduler:
     def __init__(
         self,
         settings: RunSettings,
-        session: aiohttp.ClientSession,
         stats: StatsCollector,
         emit: Callable[[ResponseWrapper], None],
         *,
@@ -83,7 +82,8 @@ class Scheduler:
         max_ahead: Callable[[int], bool] | None = None,
     ) -> None:
         self._s = settings
-        self._session = session
+        self._session: aiohttp.ClientSession | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self._stats = stats
         self._emit = emit
         self._ahead_blocked = max_ahead
@@ -106,19 +106,34 @@ class Scheduler:
 
     # -- the run ----------------------------------------------------------------------
     async def run(self, items: Iterable[object]) -> None:
-        """Process every item; returns when each has been emitted."""
-        workers = [asyncio.ensure_future(self._work()) for _ in range(self._s.concurrency)]
+        """Process every item; returns when each has been emitted.
+
+        Workers and the HTTP session are created on demand, so a run answered from
+        the cache opens no connection at all.
+        """
         if self._writer is not None:
             self._writer.start()
         try:
             await self._plan(iter(items))
-            await asyncio.gather(*workers)
+            await asyncio.gather(*self._workers)
         finally:
-            for task in (*workers, *self._backoffs):
+            tasks = (*self._workers, *self._backoffs)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, *self._backoffs, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._writer is not None:
                 await self._writer.close()
+            if self._session is not None:
+                await self._session.close()
+
+    def _dispatch(self, flight: Flight) -> None:
+        """Queue a flight, adding a worker while there are fewer than flights to run."""
+        self._outstanding += 1
+        self._queue.put_nowait(flight)
+        if len(self._workers) < self._s.concurrency and len(self._workers) < self._outstanding:
+            if self._session is None:
+                self._session = _open_session(self._s.concurrency)
+            self._workers.append(asyncio.ensure_future(self._work(self._session)))
 
     def cache_key(self, request_id: str) -> str:
         """The cache key of a request id for this run's provider."""
@@ -144,7 +159,7 @@ class Scheduler:
         self._maybe_finish()
 
     async def _admit(self, requests: list[Request]) -> None:
-        hits: dict[str, dict[str, Any]] = {}
+        hits: dict[str, bytes] = {}
         if self._read_cache:
             fresh = [r for r in requests if not self._shared(r, deliver=False)]
             hits = await self._cache_lookup(fresh)
@@ -153,15 +168,14 @@ class Scheduler:
             if self._s.dedupe and self._shared(request, deliver=True):
                 continue
             key = self.cache_key(request.request_id)
-            body = hits.get(key)
-            if body is not None:
-                self._cache_hit(request, body)
+            raw = hits.get(key)
+            if raw is not None:
+                self._cache_hit(request, raw)
                 continue
             flight = Flight(request, key)
             if self._s.dedupe:
                 self._inflight[request.request_id] = flight
-            self._outstanding += 1
-            self._queue.put_nowait(flight)
+            self._dispatch(flight)
 
     def _shared(self, request: Request, *, deliver: bool) -> bool:
         """True when an identical request is in flight or done; attach or answer it then."""
@@ -174,33 +188,35 @@ class Scheduler:
         if done is None:
             return False
         if deliver:
-            self._stats.completed(1, cached=False, shared=1, tokens=_tokens(done.body))
+            self._stats.completed(
+                1, cached=False, shared=1, tokens=total_tokens_of(done._body, done._raw)
+            )
             self._emit(done.shared_with(request.order, request.custom_id))
         return True
 
-    async def _cache_lookup(self, requests: list[Request]) -> dict[str, dict[str, Any]]:
+    async def _cache_lookup(self, requests: list[Request]) -> dict[str, bytes]:
         assert self._s.cache is not None
         if not requests:
             return {}
         keys = list({self.cache_key(r.request_id) for r in requests})
         try:
-            return await self._s.cache.get_many(keys)
+            return await self._s.cache.get_many_raw(keys)
         except Exception as exc:  # a broken cache degrades to misses
             logger.warning(
                 "cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
             )
             return {}
 
-    def _cache_hit(self, request: Request, body: dict[str, Any]) -> None:
+    def _cache_hit(self, request: Request, raw: bytes) -> None:
         result = ResponseWrapper(
             request_id=request.request_id,
             order=request.order,
             custom_id=request.custom_id,
             endpoint=request.endpoint,
-            body=body,
+            raw=raw,
             cached=True,
         )
-        self._stats.completed(1, cached=True, shared=0, tokens=_tokens(body))
+        self._stats.completed(1, cached=True, shared=0, tokens=total_tokens_of(None, raw))
         if self._s.dedupe:
             self._completed.add(result)
         self._emit(result)
@@ -225,14 +241,14 @@ class Scheduler:
         self._emit(result)
 
     # -- workers ----------------------------------------------------------------------
-    async def _work(self) -> None:
+    async def _work(self, session: aiohttp.ClientSession) -> None:
         while True:
             flight = await self._queue.get()
             if flight is None:
                 return
-            await self._attempt(flight)
+            await self._attempt(flight, session)
 
-    async def _attempt(self, flight: Flight) -> None:
+    async def _attempt(self, flight: Flight, session: aiohttp.ClientSession) -> None:
         request = flight.request
         if self._s.max_cost is not None and self._stats.cost >= self._s.max_cost:
             error = NotRunError(f"not sent: the cost budget of ${self._s.max_cost:g} was reached")
@@ -255,7 +271,7 @@ class Scheduler:
         flight.attempts += 1
         self._stats.sending()
         try:
-            answer = await self._s.provider.make_request(self._session, request, self._s.timeout)
+            answer = await self._s.provider.make_request(session, request, self._s.timeout)
         except RequestError as exc:
             failure: RequestError = exc
         except BaseException:  # cancelled: give everything back, then stop
@@ -356,7 +372,7 @@ class Scheduler:
         count = 1 + len(followers)
         if error is None:
             self._stats.completed(
-                count, cached=False, shared=len(followers), tokens=_tokens(result.body)
+                count, cached=False, shared=len(followers), tokens=total_tokens_of(result.body)
             )
             if self._s.dedupe:
                 self._completed.add(result)
@@ -376,10 +392,17 @@ class Scheduler:
 
     def _maybe_finish(self) -> None:
         if not self._planning and self._outstanding == 0:
-            for _ in range(self._s.concurrency):
+            for _ in self._workers:
                 self._queue.put_nowait(None)
 
 
-def _tokens(body: dict[str, Any] | None) -> int:
-    usage = body.get("usage") if body else None
-    return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
+def _open_session(concurrency: int) -> aiohttp.ClientSession:
+    """An HTTP session whose connection pool holds ``concurrency`` connections."""
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )

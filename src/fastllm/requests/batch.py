@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from fastllm.requests.hashing import clean_body, hash_clean_body
-from fastllm.requests.jsonl import BadLine, read_batch_lines, write_jsonl
-from fastllm.requests.model import Endpoint
+from fastllm.requests.jsonl import BadLine, iter_checked_lines, write_jsonl
+from fastllm.requests.model import Endpoint, Request
 from fastllm.requests.validation import validate_body
 
 __all__ = ["BATCH_API_MAX_BYTES", "BATCH_API_MAX_LINES", "RequestBatch"]
@@ -31,11 +31,17 @@ class RequestBatch:
 
     ``requests`` is the list of Batch lines. ``bad_lines`` lists the lines skipped
     by ``from_jsonl(..., on_error="skip")``.
+
+    Lines are checked and hashed once, when they are added, and the engine reuses
+    that work; so add lines (``create``, ``add``, ``merge``, or append new dicts to
+    ``requests``) rather than editing a line's body in place.
     """
 
     def __init__(self, requests: Iterable[dict[str, Any]] = ()) -> None:
         self.requests: list[dict[str, Any]] = list(requests)
         self.bad_lines: list[BadLine] = []
+        # id(line) -> (line, its checked Request): work done once, at add time
+        self._checked: dict[int, tuple[dict[str, Any], Request]] = {}
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
 
@@ -46,15 +52,27 @@ class RequestBatch:
         cleaned = clean_body(body)
         validate_body(endpoint, cleaned)
         request_id = hash_clean_body(endpoint, cleaned)
-        self.requests.append(
-            {
-                "custom_id": f"{request_id}#{len(self.requests)}",
-                "method": "POST",
-                "url": endpoint.value,
-                "body": cleaned,
-            }
-        )
+        order = len(self.requests)
+        self._append(Request(f"{request_id}#{order}", endpoint, cleaned, request_id, order))
         return request_id
+
+    def _append(self, request: Request) -> None:
+        line = request.to_batch_line()
+        self.requests.append(line)
+        self._checked[id(line)] = (line, request)
+
+    @staticmethod
+    def prepared(items: Iterable[Any]) -> Iterable[Any]:
+        """What the engine should run for ``items``: a batch's already checked requests."""
+        if isinstance(items, RequestBatch):
+            return items._iter_checked()
+        return items
+
+    def _iter_checked(self) -> Iterator[Request | dict[str, Any]]:
+        checked = self._checked
+        for line in self.requests:
+            entry = checked.get(id(line))
+            yield entry[1] if entry is not None and entry[0] is line else line
 
     # -- container protocol -------------------------------------------------------
     def __len__(self) -> int:
@@ -87,8 +105,18 @@ class RequestBatch:
         """
         merged = cls()
         for batch in batches:
-            for line in batch.requests:
-                merged.requests.append(_renumbered(line, len(merged.requests)))
+            for item in batch._iter_checked():
+                order = len(merged.requests)
+                if isinstance(item, Request):
+                    custom_id = _renumbered_id(item.custom_id, order)
+                    merged._append(
+                        Request(custom_id, item.endpoint, item.body, item.request_id, order)
+                    )
+                elif "custom_id" in item:
+                    line = {**item, "custom_id": _renumbered_id(item["custom_id"], order)}
+                    merged.requests.append(line)
+                else:
+                    merged.requests.append(dict(item))
         return merged
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> None:
@@ -108,11 +136,14 @@ class RequestBatch:
         line number; with ``on_error="skip"`` it is left out and listed in ``bad_lines``.
         """
         batch = cls()
-        for item in read_batch_lines(path, on_error=on_error):
+        for item in iter_checked_lines(path, on_error=on_error):
             if isinstance(item, BadLine):
                 batch.bad_lines.append(item)
-            else:
-                batch.requests.append(item)
+                continue
+            line, request = item
+            request.order = len(batch.requests)
+            batch.requests.append(line)
+            batch._checked[id(line)] = (line, request)
         return batch
 
     def split_for_batch_api(
@@ -127,13 +158,13 @@ class RequestBatch:
         return [RequestBatch(part) for part in split_lines(self.requests, max_lines, max_bytes)]
 
 
-def _renumbered(line: dict[str, Any], order: int) -> dict[str, Any]:
-    custom_id = line.get("custom_id")
+def _renumbered_id(custom_id: Any, order: int) -> Any:
+    """``<request_id>#<order>`` ids get the new order; other ids are the caller's, kept."""
     if isinstance(custom_id, str):
         head, sep, tail = custom_id.rpartition("#")
         if sep and tail.isdigit() and len(head) == 32:
-            return {**line, "custom_id": f"{head}#{order}"}
-    return dict(line)
+            return f"{head}#{order}"
+    return custom_id
 
 
 class _Completions:

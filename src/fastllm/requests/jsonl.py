@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import orjson
 
-from fastllm.errors import RequestFormatError
+from fastllm.errors import ConfigurationError, RequestFormatError
+from fastllm.requests.model import Request
 from fastllm.requests.normalize import request_from_line
 
-__all__ = ["BadLine", "iter_jsonl", "read_batch_lines", "write_jsonl"]
+__all__ = ["BadLine", "iter_checked_lines", "iter_jsonl", "read_batch_lines", "write_jsonl"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +48,25 @@ def read_batch_lines(
     path: str | os.PathLike[str], *, on_error: Literal["raise", "skip"] = "raise"
 ) -> Iterator[dict[str, Any] | BadLine]:
     """Yield checked Batch lines (as written); with ``on_error="skip"``, :class:`BadLine` s too."""
-    if on_error not in ("raise", "skip"):
-        from fastllm.errors import ConfigurationError
+    for item in iter_checked_lines(path, on_error=on_error):
+        yield item if isinstance(item, BadLine) else item[0]
 
+
+def iter_checked_lines(
+    path: str | os.PathLike[str], *, on_error: Literal["raise", "skip"] = "raise"
+) -> Iterator[tuple[dict[str, Any], Request] | BadLine]:
+    """Yield ``(line, Request)`` per good line; a bad line raises or, skipping, is yielded."""
+    if on_error not in ("raise", "skip"):
         raise ConfigurationError("on_error", f"must be 'raise' or 'skip', got {on_error!r}")
     for number, item in iter_jsonl(path):
         if not isinstance(item, BadLine):
             try:
-                request_from_line(item, number - 1, line_number=number)
+                request = request_from_line(item, number - 1, line_number=number)
             except RequestFormatError as exc:
                 text = orjson.dumps(item).decode() if _dumpable(item) else repr(item)
                 item = BadLine(number, text, exc)
             else:
-                yield item
+                yield item, request
                 continue
         if on_error == "raise":
             raise item.error
