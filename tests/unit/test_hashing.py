@@ -20,7 +20,11 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
-bodies = st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=6).map(
+# "type" (the reference's endpoint selector) and the tracking keys are not sent, so not hashed
+sent_keys = st.text(min_size=1, max_size=8).filter(
+    lambda key: key not in {"type", "_order_id", "_request_id", "model", "messages"}
+)
+bodies = st.dictionaries(sent_keys, json_values, max_size=6).map(
     lambda extra: {"model": "m", "messages": MESSAGES, **extra}
 )
 
@@ -32,7 +36,7 @@ def test_key_order_never_changes_the_id(body: dict, rnd) -> None:
     assert compute_request_hash(dict(items)) == compute_request_hash(body)
 
 
-@given(bodies, st.text(min_size=1, max_size=8), json_values)
+@given(bodies, sent_keys, json_values)
 def test_any_change_of_a_sent_value_changes_the_id(body: dict, key: str, value) -> None:
     changed = dict(body)
     if value is None or changed.get(key) == value:

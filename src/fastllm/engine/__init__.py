@@ -1,6 +1,14 @@
 """The engine: scheduling, deduplication, retries and result collection."""
 
-from fastllm.engine.manager import RequestManager
-from fastllm.engine.results import DUMMY_RESPONSE, ResponseWrapper
+from typing import Any
 
-__all__ = ["DUMMY_RESPONSE", "RequestManager", "ResponseWrapper"]
+from fastllm.engine.manager import RequestManager
+from fastllm.engine.results import ResponseWrapper, dummy_response
+
+__all__ = ["DUMMY_RESPONSE", "RequestManager", "ResponseWrapper", "dummy_response"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DUMMY_RESPONSE":  # built on first use: the openai types are slow to import
+        return dummy_response()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from fastllm.cache import CacheProvider
 from fastllm.engine.ordering import OrderedBuffer, ResultList
-from fastllm.engine.results import DUMMY_RESPONSE, ResponseWrapper
+from fastllm.engine.results import ResponseWrapper, dummy_response
 from fastllm.engine.scheduler import CacheMode, RunSettings, Scheduler
 from fastllm.engine.sync_bridge import run_sync
 from fastllm.errors import BatchError, ConfigurationError
@@ -59,7 +59,7 @@ class RequestManager:
         show_progress: bool = True,
         caching_provider: CacheProvider | None = None,
         return_dummy_on_error: bool = False,
-        dummy_response: Any = DUMMY_RESPONSE,
+        dummy_response: Any = None,
         *,
         retry_policy: RetryPolicy | None = None,
         rate_limits: RateLimit | Sequence[RateLimit] | Literal["auto"] | None = None,
@@ -92,7 +92,7 @@ class RequestManager:
         self.show_progress = show_progress
         self.cache = caching_provider
         self.return_dummy_on_error = return_dummy_on_error
-        self.dummy_response = dummy_response
+        self._dummy_response = dummy_response
         self.dedupe = dedupe
         self.raise_on_error = raise_on_error
         self.max_cost = max_cost
@@ -211,6 +211,13 @@ class RequestManager:
             await _cancel(run)
 
     # -- information --------------------------------------------------------------------
+    @property
+    def dummy_response(self) -> Any:
+        """The answer failed results carry with ``return_dummy_on_error=True``."""
+        if self._dummy_response is None:
+            self._dummy_response = dummy_response()
+        return self._dummy_response
+
     def stats(self) -> TokenStats:
         """A frozen snapshot of the current (or last) run's statistics."""
         return self._stats.snapshot()

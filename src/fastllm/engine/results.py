@@ -14,35 +14,50 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from openai.types import CompletionUsage, CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from fastllm.errors import ResponseDecodingError
 from fastllm.requests.model import Endpoint
 
 if TYPE_CHECKING:
+    from openai.types import CompletionUsage, CreateEmbeddingResponse
+    from openai.types.chat import ChatCompletion
+
     from fastllm.errors import FastLLMError
 
-__all__ = ["DUMMY_RESPONSE", "ResponseWrapper", "total_tokens_of"]
+__all__ = ["ResponseWrapper", "dummy_response", "total_tokens_of"]
 
-#: The placeholder answer of ``return_dummy_on_error=True`` (the reference's behaviour).
-DUMMY_RESPONSE = ChatCompletion.model_validate(
-    {
-        "id": "dummy_id",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "dummy_model",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "dummy_content"},
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
-)
+_DUMMY_BODY: dict[str, Any] = {
+    "id": "dummy_id",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "dummy_model",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "dummy_content"},
+        }
+    ],
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+}
+_dummy: ChatCompletion | None = None
+
+
+def dummy_response() -> ChatCompletion:
+    """The placeholder answer of ``return_dummy_on_error=True`` (the reference's behaviour)."""
+    global _dummy
+    if _dummy is None:
+        from openai.types.chat import ChatCompletion
+
+        _dummy = ChatCompletion.model_validate(_DUMMY_BODY)
+    return _dummy
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DUMMY_RESPONSE":  # built on first use: the openai types are slow to import
+        return dummy_response()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ResponseWrapper:
@@ -146,9 +161,12 @@ class ResponseWrapper:
         return self._body
 
     @property
-    def response(self) -> Any:
+    def response(self) -> Any:  # ChatCompletion | CreateEmbeddingResponse | None
         """The answer as an openai type; for a failure ``None`` (or the dummy answer)."""
         if self._response is None and self.body is not None:
+            from openai.types import CreateEmbeddingResponse
+            from openai.types.chat import ChatCompletion
+
             model = (
                 CreateEmbeddingResponse if self.endpoint is Endpoint.EMBEDDINGS else ChatCompletion
             )
@@ -171,6 +189,8 @@ class ResponseWrapper:
         usage = body.get("usage") if body else None
         if not isinstance(usage, dict):
             return None
+        from openai.types import CompletionUsage
+
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         return CompletionUsage(

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
@@ -44,12 +44,12 @@ from fastllm.requests.model import Endpoint, Request
 from fastllm.requests.normalize import request_from_item
 from fastllm.retry import RetryPolicy, is_retryable
 
-__all__ = ["CacheMode", "RunSettings", "Scheduler"]
+__all__ = ["PLAN_CHUNK", "CacheMode", "ChunkSource", "RunSettings", "Scheduler"]
 
 logger = logging.getLogger(__name__)
 
 CacheMode = Literal["use", "refresh", "off"]
-_PLAN_CHUNK = 1024
+PLAN_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Scheduler:
         self._inflight: dict[str, Flight] = {}
         self._completed = CompletedWindow(completed_limit)
         self._outstanding = 0
-        self._max_pending = settings.concurrency * 2 + _PLAN_CHUNK
+        self._max_pending = settings.concurrency * 2 + PLAN_CHUNK
         self._room = asyncio.Event()
         self._planning = True
         self._backoffs: set[asyncio.Task[None]] = set()
@@ -105,8 +105,10 @@ class Scheduler:
         self.planned = 0
 
     # -- the run ----------------------------------------------------------------------
-    async def run(self, items: Iterable[object]) -> None:
-        """Process every item; returns when each has been emitted.
+    async def run(
+        self, items: Iterable[object] | None = None, *, chunks: ChunkSource | None = None
+    ) -> None:
+        """Process every item (or every chunk ``chunks`` yields); returns when all are emitted.
 
         Workers and the HTTP session are created on demand, so a run answered from
         the cache opens no connection at all.
@@ -114,7 +116,7 @@ class Scheduler:
         if self._writer is not None:
             self._writer.start()
         try:
-            await self._plan(iter(items))
+            await self._plan(chunks if chunks is not None else _chunked(iter(items or ())))
             await asyncio.gather(*self._workers)
         finally:
             tasks = (*self._workers, *self._backoffs)
@@ -140,12 +142,9 @@ class Scheduler:
         return f"{self._namespace}:{request_id}"
 
     # -- planner ----------------------------------------------------------------------
-    async def _plan(self, items: Iterator[object]) -> None:
+    async def _plan(self, chunks: ChunkSource) -> None:
         order = 0
-        while True:
-            chunk = list(islice(items, _PLAN_CHUNK))
-            if not chunk:
-                break
+        async for chunk in chunks:
             requests: list[Request] = []
             for item in chunk:
                 try:
@@ -161,7 +160,7 @@ class Scheduler:
     async def _admit(self, requests: list[Request]) -> None:
         hits: dict[str, bytes] = {}
         if self._read_cache:
-            fresh = [r for r in requests if not self._shared(r, deliver=False)]
+            fresh = [r for r in requests if not r.part and not self._shared(r, deliver=False)]
             hits = await self._cache_lookup(fresh)
         for request in requests:
             await self._wait_for_room(request.order)
@@ -297,7 +296,7 @@ class Scheduler:
                 answer.ttft,
                 request.body.get("stream") is True,
             )
-            if self._writer is not None:
+            if self._writer is not None and not request.part:
                 raw = answer.raw if answer.raw is not None else orjson.dumps(answer.body)
                 self._writer.add(flight.cache_key, raw)
             self._finish(flight, answer, None)
@@ -370,7 +369,9 @@ class Scheduler:
             ttft=answer.ttft if answer is not None else None,
         )
         count = 1 + len(followers)
-        if error is None:
+        if request.part:  # a piece of a larger request: its assembler counts the result
+            pass
+        elif error is None:
             self._stats.completed(
                 count, cached=False, shared=len(followers), tokens=total_tokens_of(result.body)
             )
@@ -406,3 +407,13 @@ def _open_session(concurrency: int) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
     )
+
+
+#: An async iterator of chunks of input items (the planner's source).
+ChunkSource = AsyncIterator[list[object]]
+
+
+async def _chunked(items: Iterator[object]) -> ChunkSource:
+    """Chunks of ``PLAN_CHUNK`` items from a plain iterator."""
+    while chunk := list(islice(items, PLAN_CHUNK)):
+        yield chunk

@@ -45,7 +45,7 @@ def infer_endpoint(body: Mapping[str, Any]) -> Endpoint:
     if legacy is not None:
         try:
             return _LEGACY_TYPES[legacy]
-        except KeyError:
+        except (KeyError, TypeError):  # unknown, or not even a string
             raise RequestFormatError(
                 f"unknown request type {legacy!r} (expected 'chat_completion' or 'embedding')",
                 field="type",

@@ -7,11 +7,12 @@ FastLLM tracks for it: ``request_id`` (content hash, the cache and dedup key) an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from fastllm.errors import RequestFormatError
 
@@ -63,6 +64,8 @@ class Request:
 
     ``body`` is exactly what is sent; ``custom_id`` is the Batch-file id, kept for
     output files; ``request_id`` is the content hash; ``order`` the position in the run.
+    ``part`` marks a piece of a larger request that the engine splits and reassembles
+    (embeddings): it is not a result of its own and is not cached whole.
     """
 
     custom_id: str
@@ -71,6 +74,7 @@ class Request:
     request_id: str
     order: int
     method: str = "POST"
+    part: bool = False
 
     @property
     def url(self) -> str:
@@ -110,24 +114,28 @@ class LLMRequest(BaseModel):
 
 
 class LLMResponse(BaseModel):
-    """A thin typed holder for one answer: a ``ChatCompletion`` or ``CreateEmbeddingResponse``."""
+    """A thin typed holder for one answer: a ``ChatCompletion`` or ``CreateEmbeddingResponse``.
+
+    A dict is validated into the matching openai type (``data`` means embeddings).
+    The openai types are imported on first use: importing them costs about a second.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     request_id: str
-    response: ChatCompletion | CreateEmbeddingResponse
+    response: Any
 
+    @field_validator("response", mode="before")
+    @classmethod
+    def _openai_type(cls, value: Any) -> ChatCompletion | CreateEmbeddingResponse:
+        from openai.types import CreateEmbeddingResponse
+        from openai.types.chat import ChatCompletion
 
-def _rebuild_llm_response() -> None:
-    from openai.types import CreateEmbeddingResponse
-    from openai.types.chat import ChatCompletion
-
-    LLMResponse.model_rebuild(
-        _types_namespace={
-            "ChatCompletion": ChatCompletion,
-            "CreateEmbeddingResponse": CreateEmbeddingResponse,
-        }
-    )
-
-
-_rebuild_llm_response()
+        if isinstance(value, ChatCompletion | CreateEmbeddingResponse):
+            return value
+        if isinstance(value, Mapping):
+            if "data" in value:
+                return CreateEmbeddingResponse.model_validate(value)
+            return ChatCompletion.model_validate(value)
+        kind = type(value).__name__
+        raise ValueError(f"must be a ChatCompletion or CreateEmbeddingResponse, got {kind}")
