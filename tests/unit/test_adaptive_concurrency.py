@@ -222,3 +222,16 @@ def test_bad_arguments(kwargs: dict[str, object], argument: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         AdaptiveConcurrency(**kwargs)  # type: ignore[arg-type]
     assert info.value.argument == argument
+
+
+async def test_with_min_signals_a_stray_429_does_not_lower_the_limit() -> None:
+    gate = AdaptiveConcurrency(8, min_signals=2)
+    for _ in range(49):
+        gate.on_success()
+    assert not gate.on_rate_limited()  # one 429 among fifty answers: stray
+    assert gate.current == 8
+    assert not gate.on_rate_limited()  # two, but far less than a fifth of them
+    storm = AdaptiveConcurrency(8, min_signals=2)
+    assert not storm.on_rate_limited()
+    assert storm.on_rate_limited()  # two in a row: it keeps happening
+    assert storm.current == 4

@@ -90,7 +90,7 @@ class Scheduler:
         self._use_cache = settings.cache is not None and settings.cache_mode != "off"
         self._read_cache = self._use_cache and settings.cache_mode == "use" and settings.dedupe
         self._writer = CacheWriter(settings.cache) if self._use_cache and settings.cache else None
-        self._concurrency = AdaptiveConcurrency(settings.concurrency)
+        self._concurrency = AdaptiveConcurrency(settings.concurrency, min_signals=2)
         self._queue: asyncio.Queue[Flight | None] = asyncio.Queue()
         self._inflight: dict[str, Flight] = {}
         self._completed = CompletedWindow(completed_limit)

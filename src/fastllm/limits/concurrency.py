@@ -1,9 +1,12 @@
 """An asyncio semaphore whose limit adapts to rate limiting (AIMD).
 
-:class:`AdaptiveConcurrency` starts at its maximum ``limit``. Every 429 halves the
+:class:`AdaptiveConcurrency` starts at its maximum ``limit``. A 429 halves the
 current limit (multiplicative decrease, not below ``minimum``); successes raise it
 again by one at a time (additive increase, after ``increase_every`` successes,
-default the current limit, i.e. about one step per "round" of requests).
+default the current limit, i.e. about one step per "round" of requests). With
+``min_signals=N`` (N > 1) only 429s that keep happening count: N or more among the
+last 50 answers, and at least a fifth of them; a stray 429 among many successes is
+then left to the retry and the shared cooldown.
 
 A burst of 429s from requests that were sent together is one signal, not many:
 after a decrease, further decreases are ignored until as many new acquires have
@@ -24,6 +27,8 @@ from fastllm.errors import ConfigurationError
 
 __all__ = ["AdaptiveConcurrency"]
 
+_RECENT = 50  # answers remembered to tell a storm of 429s from a stray one
+
 
 def _positive_int(argument: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -39,13 +44,23 @@ class AdaptiveConcurrency:
         "_in_flight",
         "_increase_every",
         "_maximum",
+        "_min_signals",
         "_minimum",
+        "_limited_recently",
+        "_recent",
         "_successes",
         "_waiters",
         "_window",
     )
 
-    def __init__(self, limit: int, *, minimum: int = 1, increase_every: int | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        minimum: int = 1,
+        increase_every: int | None = None,
+        min_signals: int = 1,
+    ) -> None:
         self._maximum = _positive_int("limit", limit)
         self._minimum = _positive_int("minimum", minimum)
         if minimum > limit:
@@ -53,11 +68,14 @@ class AdaptiveConcurrency:
         if increase_every is not None:
             _positive_int("increase_every", increase_every)
         self._increase_every = increase_every
+        self._min_signals = _positive_int("min_signals", min_signals)
         self._current = limit
         self._in_flight = 0
         self._successes = 0
         self._window = 0  # acquires still to come before another decrease counts
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._recent: deque[bool] = deque(maxlen=_RECENT)  # True: a rate-limited answer
+        self._limited_recently = 0
 
     @property
     def current(self) -> int:
@@ -119,8 +137,16 @@ class AdaptiveConcurrency:
                 if self._window:
                     self._window -= 1
 
+    def _record(self, limited: bool) -> None:
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._limited_recently -= 1
+        recent.append(limited)
+        self._limited_recently += limited
+
     def on_success(self) -> None:
         """A request succeeded: after ``increase_every`` of them, raise the limit by one."""
+        self._record(False)
         if self._current >= self._maximum:
             return
         self._successes += 1
@@ -131,7 +157,16 @@ class AdaptiveConcurrency:
                 self._hand_over()
 
     def on_rate_limited(self) -> bool:
-        """A request was rate limited: halve the limit, once per window. Returns whether it did."""
+        """A request was rate limited: if 429s keep coming, halve the limit (once per window).
+
+        Returns whether it did.
+        """
+        self._record(True)
+        limited = self._limited_recently
+        if self._min_signals > 1 and (
+            limited < self._min_signals or limited * 5 < len(self._recent)
+        ):
+            return False
         if self._window > 0:
             return False
         self._current = max(self._minimum, self._current // 2)
