@@ -217,3 +217,48 @@ def test_connection_refused_is_typed(make_manager, api_key: str) -> None:
     (result,) = make_manager(provider, retry_attempts=1).process_batch(chat_batch(1))
     assert type(result.error) is APIConnectionError
     assert "cannot connect" in str(result.error)
+
+
+def test_a_stray_429_delays_only_its_own_request(
+    provider: OpenAIProvider, server: MockServer, make_manager
+) -> None:
+    server.configure(fail_429=0.03, retry_after="0.5", seed=4)
+    sleep = RecordingSleep()
+    manager = make_manager(provider, concurrency=20, sleep=sleep)
+    results = manager.process_batch(chat_batch(200))
+    assert all(r.ok for r in results)
+    limited = server.stats()["faults"]["fail_429"]
+    assert limited >= 1
+    # every wait was a backoff of one request for its Retry-After: nobody else paused
+    assert len(sleep.delays) == limited
+    assert all(delay >= 0.5 for delay in sleep.delays)
+    assert manager.stats().limiter_wait_seconds == 0.0
+
+
+def test_limits_the_server_announces_are_learned_by_default(
+    provider: OpenAIProvider, server: MockServer, make_manager
+) -> None:
+    # The server allows 20 requests per 2 s and says so in x-ratelimit-* headers; the
+    # client is told nothing, learns the budget from the first answers and paces itself.
+    server.configure(rate_limit_requests=20, rate_limit_window=2.0)
+    manager = make_manager(provider, concurrency=10, retry_attempts=10)
+    results = manager.process_batch(chat_batch(40))
+    assert all(r.ok for r in results)
+    assert server.stats()["rate_limited"] <= 2
+    assert manager.stats().request_limit == 20
+
+
+def test_an_exhausted_budget_pauses_everyone(
+    provider: OpenAIProvider, server: MockServer, make_manager
+) -> None:
+    # Limits ignored ("off"): 429s saying the budget is used up (remaining 0) pause all
+    # dispatch for their Retry-After; everything still gets through.
+    server.configure(rate_limit_requests=20, rate_limit_window=2.0)
+    sleep = RecordingSleep()
+    manager = make_manager(
+        provider, concurrency=10, retry_attempts=20, rate_limits="off", sleep=sleep
+    )
+    results = manager.process_batch(chat_batch(40))
+    assert all(r.ok for r in results)
+    assert server.stats()["rate_limited"] >= 1
+    assert manager.stats().limiter_wait_seconds > 0  # dispatch waited for the pauses

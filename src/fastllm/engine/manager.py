@@ -44,8 +44,10 @@ class RequestManager:
     ``concurrency`` is the number of requests in flight (the connection pool is
     sized to match). ``retry_attempts`` counts every try (the first included) and
     ``retry_delay`` is the base of the exponential backoff; pass ``retry_policy`` for
-    full control. ``rate_limits`` takes ``RateLimit`` objects or ``"auto"`` (learn
-    the limits from the server's headers). ``dedupe=False`` sends identical
+    full control. ``rate_limits``: by default (``None`` or ``"auto"``) the limits the
+    server announces in ``x-ratelimit-*`` headers are learned and obeyed; give
+    ``RateLimit`` objects to set them yourself (the headers still tighten them), or
+    ``"off"`` to ignore them all. ``dedupe=False`` sends identical
     requests separately (deliberate repeated sampling; the cache is then not read).
     """
 
@@ -62,7 +64,7 @@ class RequestManager:
         dummy_response: Any = None,
         *,
         retry_policy: RetryPolicy | None = None,
-        rate_limits: RateLimit | Sequence[RateLimit] | Literal["auto"] | None = None,
+        rate_limits: RateLimit | Sequence[RateLimit] | Literal["auto", "off"] | None = None,
         dedupe: bool = True,
         raise_on_error: bool = False,
         prices: Prices | None = None,
@@ -96,7 +98,7 @@ class RequestManager:
         self.dedupe = dedupe
         self.raise_on_error = raise_on_error
         self.max_cost = max_cost
-        self._rate_limits = _check_rate_limits(rate_limits)
+        self._rate_limits, self._learn_limits = _check_rate_limits(rate_limits)
         self._estimator = token_estimator or TokenEstimator()
         self._sleep = sleep or asyncio.sleep
         self._limiter = self._make_limiter()
@@ -267,7 +269,7 @@ class RequestManager:
         )
         deliver = self._with_dummy(emit) if self.return_dummy_on_error else emit
         self._stats.reset(total)
-        self._stats.limiter_snapshot = limiter.snapshot if limiter.enabled else None
+        self._stats.limiter_snapshot = limiter.snapshot
         progress = ProgressTracker(self._stats, self.show_progress)
         logger.info("run started: %s requests, concurrency %d", total or "?", self.concurrency)
         scheduler = Scheduler(
@@ -289,9 +291,7 @@ class RequestManager:
         logger.info("run finished\n%s", summary.summary())
 
     def _make_limiter(self) -> RateLimiter:
-        if self._rate_limits == "auto":
-            return RateLimiter([], auto=True, sleep=self._sleep)
-        return RateLimiter(self._rate_limits, sleep=self._sleep)
+        return RateLimiter(self._rate_limits, auto=self._learn_limits, sleep=self._sleep)
 
     def _with_dummy(
         self, emit: Callable[[ResponseWrapper], None]
@@ -324,18 +324,19 @@ def _check_positive(name: str, value: object) -> None:
 
 
 def _check_rate_limits(
-    limits: RateLimit | Sequence[RateLimit] | Literal["auto"] | None,
-) -> list[RateLimit] | Literal["auto"]:
-    if limits is None:
-        return []
-    if limits == "auto":
-        return "auto"
+    limits: RateLimit | Sequence[RateLimit] | Literal["auto", "off"] | None,
+) -> tuple[list[RateLimit], bool]:
+    """The configured limits, and whether to learn limits from the server's headers."""
+    if limits is None or limits == "auto":
+        return [], True
+    if limits == "off":
+        return [], False
     if isinstance(limits, RateLimit):
-        return [limits]
+        return [limits], False
     items: Sequence[object] = limits if isinstance(limits, list | tuple) else [limits]
     checked = [limit for limit in items if isinstance(limit, RateLimit)]
     if len(checked) != len(items):
         raise ConfigurationError(
-            "rate_limits", f"must be RateLimit objects or 'auto', got {limits!r}"
+            "rate_limits", f"must be RateLimit objects, 'auto' or 'off', got {limits!r}"
         )
-    return checked
+    return checked, False

@@ -255,7 +255,7 @@ class Scheduler:
             return
         limiter = self._s.limiter
         estimate = (
-            self._s.estimator.estimate(request.endpoint, request.body) if limiter.enabled else 0
+            self._s.estimator.estimate(request.endpoint, request.body) if limiter.limited else 0
         )
         await self._concurrency.acquire()
         try:
@@ -311,7 +311,8 @@ class Scheduler:
         retry_after = getattr(error, "retry_after", None)
         if isinstance(error, RateLimitError):
             self._concurrency.on_rate_limited()
-            self._shared_cooldown(flight, retry_after)
+            if self._concurrency.storming or _budget_exhausted(error.headers):
+                self._shared_cooldown(flight, retry_after)
             if error.headers:
                 self._s.limiter.observe_headers(error.headers)
         if not is_retryable(error) or flight.attempts >= self._s.policy.attempts:
@@ -338,8 +339,10 @@ class Scheduler:
     def _shared_cooldown(self, flight: Flight, retry_after: float | None) -> None:
         """Pause dispatch for everyone for the server's Retry-After.
 
-        A 429 for a request sent before the last pause ended belongs to the storm that
-        pause already answers, so it does not start another one.
+        Called when a budget is exhausted (the 429 says nothing remains) or 429s keep
+        coming; a stray 429 only delays its own request. A 429 for a request sent
+        before the last pause ended belongs to the storm that pause already answers,
+        so it does not start another one.
         """
         if not retry_after or flight.sent_at < self._cooldown_ends:
             return
@@ -417,3 +420,11 @@ async def _chunked(items: Iterator[object]) -> ChunkSource:
     """Chunks of ``PLAN_CHUNK`` items from a plain iterator."""
     while chunk := list(islice(items, PLAN_CHUNK)):
         yield chunk
+
+
+def _budget_exhausted(headers: dict[str, str]) -> bool:
+    """Whether a 429's ``x-ratelimit-remaining-*`` headers say a budget is used up."""
+    return "0" in (
+        headers.get("x-ratelimit-remaining-requests"),
+        headers.get("x-ratelimit-remaining-tokens"),
+    )

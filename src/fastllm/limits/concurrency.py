@@ -43,10 +43,10 @@ class AdaptiveConcurrency:
         "_current",
         "_in_flight",
         "_increase_every",
+        "_limited_recently",
         "_maximum",
         "_min_signals",
         "_minimum",
-        "_limited_recently",
         "_recent",
         "_successes",
         "_waiters",
@@ -91,6 +91,12 @@ class AdaptiveConcurrency:
     def minimum(self) -> int:
         """The configured lower bound."""
         return self._minimum
+
+    @property
+    def storming(self) -> bool:
+        """Whether 429s keep coming: ``min_signals`` (at least 2) and a fifth of recent answers."""
+        limited = self._limited_recently
+        return limited >= max(2, self._min_signals) and limited * 5 >= len(self._recent)
 
     @property
     def in_flight(self) -> int:
@@ -162,10 +168,7 @@ class AdaptiveConcurrency:
         Returns whether it did.
         """
         self._record(True)
-        limited = self._limited_recently
-        if self._min_signals > 1 and (
-            limited < self._min_signals or limited * 5 < len(self._recent)
-        ):
+        if self._min_signals > 1 and not self.storming:
             return False
         if self._window > 0:
             return False

@@ -198,6 +198,11 @@ class RateLimiter:
         return self._auto or bool(self._buckets)
 
     @property
+    def limited(self) -> bool:
+        """Whether any budget is in force now (configured or already learned)."""
+        return bool(self._buckets)
+
+    @property
     def auto(self) -> bool:
         """Whether limits are learned from response headers."""
         return self._auto
