@@ -250,7 +250,9 @@ class Scheduler:
     async def _attempt(self, flight: Flight, session: aiohttp.ClientSession) -> None:
         request = flight.request
         if self._s.max_cost is not None and self._stats.cost >= self._s.max_cost:
-            error = NotRunError(f"not sent: the cost budget of ${self._s.max_cost:g} was reached")
+            verb = "not retried" if flight.attempts else "not sent"
+            error = NotRunError(f"{verb}: the cost budget of ${self._s.max_cost:g} was reached")
+            error.attempts = flight.attempts
             self._finish(flight, None, error)
             return
         limiter = self._s.limiter
@@ -263,6 +265,12 @@ class Scheduler:
         except BaseException:
             self._concurrency.release()
             raise
+        if reservation.waited > 0:
+            logger.debug(
+                "request %s waited %.2f s for the rate limits",
+                request.custom_id,
+                reservation.waited,
+            )
         now = time.perf_counter()
         if flight.started is None:
             flight.started = now
@@ -290,7 +298,7 @@ class Scheduler:
             if limiter.enabled:
                 limiter.settle(reservation, charged_tokens(request.body, usage, estimate))
             self._stats.answered(
-                answer.body.get("model"),
+                answer.body.get("model") or request.body.get("model"),
                 usage if isinstance(usage, dict) else None,
                 time.perf_counter() - flight.started,
                 answer.ttft,

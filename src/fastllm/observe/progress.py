@@ -1,51 +1,60 @@
-"""``ProgressTracker``: a rich progress bar fed from stats snapshots.
+"""``ProgressTracker``: the run's progress, redrawn on a timer from stats snapshots.
 
-The bar redraws a few times a second from :class:`~fastllm.observe.stats.StatsCollector`
-snapshots; nothing is done per request, so the bar costs the same at 10 or
-10,000 requests per second.
+Nothing happens per request: a timer task reads a
+:class:`~fastllm.observe.stats.StatsCollector` snapshot and redraws, so the
+display costs the same at 10 or 10,000 requests per second. Where it goes
+depends on the console (see :mod:`fastllm.observe.displays`):
+
+======================  ==========================================  ===========
+console                 display                                     redraws
+======================  ==========================================  ===========
+a terminal              live rich bar, final state kept + summary   5 per s
+a notebook              one output updated in place + summary       1 per s
+anything else (CI, |)   plain line to the log or stderr + summary   every 10 s
+======================  ==========================================  ===========
+
+``show_progress=False`` prints nothing at all; the summary stays available as
+``manager.stats().summary()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Literal
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from rich.console import Console, RenderableType
+
+from fastllm.observe.displays import (
+    LiveDisplay,
+    NotebookDisplay,
+    PlainDisplay,
+    describe,
+    progress_line,
+    render_progress,
 )
-
+from fastllm.observe.eta import EtaEstimator
 from fastllm.observe.stats import StatsCollector, TokenStats
 
 __all__ = ["ProgressTracker", "describe"]
 
+logger = logging.getLogger(__name__)
 
-def describe(stats: TokenStats) -> str:
-    """The one-line status shown next to the bar."""
-    parts = [
-        f"{stats.requests_per_second:,.0f} req/s",
-        f"⬆ {stats.prompt_tokens_per_second:,.0f} tok/s",
-        f"⬇ {stats.completion_tokens_per_second:,.0f} tok/s",
-        f"cache {stats.cache_hits:,}",
-        f"dedup {stats.deduplicated:,}",
-        f"retries {stats.retries:,}",
-        f"errors {stats.failed:,}",
-    ]
-    if stats.request_limit or stats.token_limit:
-        saturation = max(stats.request_saturation, stats.token_saturation)
-        parts.append(f"limit {saturation:.0%}")
-    if stats.cost_usd is not None:
-        parts.append(f"${stats.cost_usd:,.4f}")
-    return " · ".join(parts)
+Mode = Literal["off", "live", "notebook", "plain"]
+
+_INTERVALS: dict[Mode, float] = {"live": 0.2, "notebook": 1.0, "plain": 10.0, "off": 1.0}
 
 
 class ProgressTracker:
-    """Shows a run's progress while it is in a ``with`` block (or between start/stop)."""
+    """Shows a run's progress between :meth:`start` and :meth:`stop` (or ``async with``).
+
+    ``console`` defaults to a new rich console on stdout; ``refresh_interval``
+    overrides the redraw period of the chosen display (seconds).
+    """
 
     def __init__(
         self,
@@ -53,55 +62,124 @@ class ProgressTracker:
         show_progress: bool = True,
         *,
         console: Console | None = None,
-        refresh_interval: float = 0.2,
+        refresh_interval: float | None = None,
     ) -> None:
         self.stats = stats
         self.show_progress = show_progress
-        self._interval = refresh_interval
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            disable=not show_progress,
-            refresh_per_second=max(1.0, 1 / refresh_interval),
-        )
-        self._task_id = self._progress.add_task("requests", total=stats.total, status="")
+        self.console = console if console is not None or not show_progress else Console()
+        self._notebook_display: Callable[..., Any] | None = None
+        self.mode: Mode = self._choose_mode()
+        self.refresh_interval = refresh_interval or _INTERVALS[self.mode]
+        self._eta = EtaEstimator()
+        self._display: LiveDisplay | NotebookDisplay | PlainDisplay | None = None
         self._refresher: asyncio.Task[None] | None = None
 
-    def refresh(self) -> None:
-        """Redraw from the current counters."""
+    # -- drawing ------------------------------------------------------------------------
+    def current(self) -> tuple[TokenStats, float | None]:
+        """A snapshot now and the estimated seconds left (also feeds the estimate)."""
         snapshot = self.stats.snapshot()
-        total = self.stats.total
-        self._progress.update(
-            self._task_id,
-            completed=snapshot.requests_completed,
-            total=total,
-            status=describe(snapshot),
-        )
+        self._eta.update(snapshot.elapsed_time, snapshot.requests_completed)
+        return snapshot, self._eta.eta(snapshot.requests_remaining)
 
-    def start(self) -> None:
-        """Show the bar and keep it fresh from the running event loop."""
-        if not self.show_progress:
+    def renderable(self) -> RenderableType:
+        """The bar and status for the counters now (for embedding in your own display)."""
+        return render_progress(*self.current())
+
+    def refresh(self) -> None:
+        """Redraw from the current counters (a plain line in plain mode)."""
+        if self._display is None:
             return
-        self._progress.start()
+        snapshot, eta = self.current()
+        if isinstance(self._display, PlainDisplay):
+            self._display.show(progress_line(snapshot, eta))
+        else:
+            self._display.show(render_progress(snapshot, eta))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Show the progress and keep it fresh from the running event loop."""
+        if self.mode == "off" or self._display is not None:
+            return
+        self._display = self._make_display()
+        if not isinstance(self._display, PlainDisplay):
+            try:
+                self.refresh()
+            except Exception as exc:  # a broken display must never fail the run
+                self._display = None
+                _display_failed(exc)
+                return
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def stop(self) -> None:
-        """Draw the final state and remove the live display."""
+        """Draw the final state, then the run's summary."""
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
             self._refresher = None
-        if self.show_progress:
-            self.refresh()
-            self._progress.stop()
+        display, self._display = self._display, None
+        if display is None:
+            return
+        snapshot, eta = self.current()
+        try:
+            if isinstance(display, PlainDisplay):
+                display.close(progress_line(snapshot, eta), snapshot.summary())
+            else:
+                display.close(render_progress(snapshot, eta), snapshot.summary())
+        except Exception as exc:  # a broken display must never fail the run
+            _display_failed(exc)
+
+    async def __aenter__(self) -> ProgressTracker:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _choose_mode(self) -> Mode:
+        console = self.console
+        if not self.show_progress or console is None:
+            return "off"
+        if console.is_jupyter:
+            self._notebook_display = _ipython_display()
+            return "notebook" if self._notebook_display is not None else "plain"
+        if console.is_terminal and not console.is_dumb_terminal:
+            return "live"
+        return "plain"
+
+    def _make_display(self) -> LiveDisplay | NotebookDisplay | PlainDisplay:
+        if self.mode == "live":
+            assert self.console is not None
+            return LiveDisplay(self.console)
+        if self.mode == "notebook":
+            assert self._notebook_display is not None
+            return NotebookDisplay(self._notebook_display)
+        return PlainDisplay()
 
     async def _refresh_loop(self) -> None:
         while True:
-            self.refresh()
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.refresh_interval)
+            try:
+                self.refresh()
+            except Exception as exc:  # stop redrawing; the run goes on
+                _display_failed(exc)
+                return
+
+
+def _display_failed(exc: Exception) -> None:
+    logger.warning("progress display failed, the run goes on: %s: %s", type(exc).__name__, exc)
+
+
+def _ipython_display() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("IPython.display")
+    except ImportError:
+        return None
+    display: Callable[..., Any] | None = getattr(module, "display", None)
+    return display

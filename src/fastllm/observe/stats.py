@@ -1,33 +1,66 @@
 """Run statistics: a collector the engine feeds, and frozen ``TokenStats`` snapshots.
 
-Only this module mutates counters. Token counts are what the provider billed for
-answers that came over the network; answers served from the cache or shared by a
-duplicate request cost nothing and are counted in ``saved_tokens``.
-Request counts are per order (every request of the batch), so ``succeeded +
-failed == requests_completed``.
+Only :class:`StatsCollector` changes counters, through its event methods; readers
+get immutable :class:`TokenStats` snapshots. What is counted:
+
+* tokens are what the provider billed for answers that came over the network in
+  this run; answers served from the cache or shared with an identical request
+  cost nothing and are counted in ``saved_tokens`` instead;
+* request counts are per order (every request of the batch):
+  ``requests_completed == succeeded + failed``, and every completed order was
+  either sent itself (its own answer or failure), answered by its own cache
+  lookup (``cache_hits``), or shared the outcome of an identical request of the
+  run (``deduplicated``, successes and failures alike);
+* ``sent`` counts HTTP attempts, ``retries`` the failed attempts that were tried again.
 """
 
 from __future__ import annotations
 
-import random
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from fastllm.errors import ConfigurationError
+from fastllm.observe.pricing import Prices, PriceTable, token_count
+from fastllm.observe.sampling import Reservoir
 
-__all__ = ["Prices", "StatsCollector", "TokenStats"]
+if TYPE_CHECKING:
+    from fastllm.limits import LimiterSnapshot
 
-#: USD per million tokens: (prompt, completion) or (prompt, completion, cached prompt).
-Prices = Mapping[str, tuple[float, ...]]
+__all__ = ["FrozenCounts", "Prices", "StatsCollector", "TokenStats"]
 
-_RESERVOIR = 4096
+logger = logging.getLogger(__name__)
+
+
+class FrozenCounts(dict[str, int]):
+    """A read-only dict (``errors_by_type``): snapshots cannot be changed through it."""
+
+    def _readonly(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("TokenStats snapshots are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly
+    clear = pop = popitem = setdefault = update = _readonly
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[FrozenCounts], tuple[dict[str, int]]]:
+        return type(self), (dict(self),)
 
 
 @dataclass(frozen=True)
 class TokenStats:
-    """A snapshot of a run. Field names of the reference keep their meaning."""
+    """A snapshot of a run (see the module docstring for what each count means).
+
+    The reference's fields keep their meaning: ``start_time`` is the wall-clock
+    (epoch) start of the run, ``elapsed_time`` the seconds since then (frozen when
+    the run ends); ``token_limit``/``request_limit`` the tightest rate limit of each
+    kind, ``window_*`` what of it is in use and ``*_saturation`` that share (0..1).
+    Latencies run from a request's first send to its answer, retries included;
+    ``cost_usd`` is None without ``prices``, and ``unpriced_tokens`` are billed
+    tokens of models missing from them (not in ``cost_usd``).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -51,83 +84,117 @@ class TokenStats:
     in_flight: int = 0
     saved_tokens: int = 0
     streams_without_usage: int = 0
-    errors_by_type: Mapping[str, int] = field(default_factory=dict)
+    errors_by_type: Mapping[str, int] = field(default_factory=FrozenCounts)
     latency_p50: float | None = None
     latency_p95: float | None = None
     latency_p99: float | None = None
     ttft_p50: float | None = None
     cost_usd: float | None = None
     limiter_wait_seconds: float = 0.0
+    unpriced_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.errors_by_type, FrozenCounts):
+            object.__setattr__(self, "errors_by_type", FrozenCounts(self.errors_by_type))
 
     @property
     def requests_per_second(self) -> float:
         """Completed requests per second of the run."""
-        return self.requests_completed / self.elapsed_time if self.elapsed_time > 0 else 0.0
+        return _rate(self.requests_completed, self.elapsed_time)
 
     @property
     def prompt_tokens_per_second(self) -> float:
-        """Billed prompt tokens per second."""
-        return self.prompt_tokens / self.elapsed_time if self.elapsed_time > 0 else 0.0
+        """Billed prompt tokens per second of the run."""
+        return _rate(self.prompt_tokens, self.elapsed_time)
 
     @property
     def completion_tokens_per_second(self) -> float:
-        """Billed completion tokens per second."""
-        return self.completion_tokens / self.elapsed_time if self.elapsed_time > 0 else 0.0
+        """Billed completion tokens per second of the run."""
+        return _rate(self.completion_tokens, self.elapsed_time)
 
     @property
     def cache_hit_ratio(self) -> float:
-        """Share of completed requests served from the cache."""
-        return self.cache_hits / self.requests_completed if self.requests_completed else 0.0
+        """Share of the distinct requests (those not sharing an identical request's
+        outcome) answered from the cache: 1.0 when a re-run found everything there."""
+        looked_up = self.requests_completed - self.deduplicated
+        return self.cache_hits / looked_up if looked_up > 0 else 0.0
+
+    @property
+    def requests_remaining(self) -> int | None:
+        """Orders not finished yet (None when the input's length is unknown)."""
+        if self.requests_total is None:
+            return None
+        return max(0, self.requests_total - self.requests_completed)
 
     def summary(self) -> str:
-        """A short human-readable report of the run."""
+        """A one-screen human-readable report of the run."""
         from fastllm.observe.summary import format_summary
 
         return format_summary(self)
 
 
 class StatsCollector:
-    """Mutable counters of one run, fed by the engine; ``snapshot()`` freezes them."""
+    """Mutable counters of one run, fed by the engine; ``snapshot()`` freezes them.
+
+    ``clock`` (monotonic seconds) and ``wall_clock`` (epoch seconds) can be
+    injected for tests. Set ``limiter_snapshot`` to a callable returning a
+    :class:`~fastllm.limits.LimiterSnapshot` to get the rate-limit fields.
+    """
+
+    _started: float | None
+    _finished: float | None
 
     def __init__(
         self,
         prices: Prices | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._prices = _check_prices(prices)
+        self._prices = PriceTable(prices) if prices is not None else None
         self._clock = clock
-        self._rng = random.Random(0)
-        self.limiter_snapshot: Callable[[], Any] | None = None
-        self.reset(None)
+        self._wall_clock = wall_clock
+        self.limiter_snapshot: Callable[[], LimiterSnapshot] | None = None
+        self._clear(None)
+        self._started = None  # no run yet: elapsed time 0
+        self._started_wall = 0.0
 
+    # -- run lifecycle ------------------------------------------------------------------
     def reset(self, total: int | None) -> None:
         """Start counting a new run of ``total`` requests (None when unknown)."""
-        self.total = total
-        self.started_wall = time.time()
-        self.started = self._clock()
-        self.finished: float | None = None
-        self.prompt_tokens = self.completion_tokens = self.saved_tokens = 0
-        self.succeeded = self.failed = self.cache_hits = self.deduplicated = 0
-        self.sent = self.retries = self.in_flight = self.streams_without_usage = 0
-        self.cost = 0.0
-        self.errors: dict[str, int] = {}
-        self._latencies: list[float] = []
-        self._ttfts: list[float] = []
-        self._samples = 0
+        self._clear(total)
+        self._started = self._clock()
+        self._started_wall = self._wall_clock()
 
-    # -- events ---------------------------------------------------------------------
+    def finish(self) -> None:
+        """The run ended: freeze the elapsed time."""
+        if self._finished is None:
+            self._finished = self._clock()
+
+    def _clear(self, total: int | None) -> None:
+        self._total = total
+        self._finished = None
+        self._prompt = self._completion = self._saved = self._unpriced = 0
+        self._succeeded = self._failed = self._cache_hits = self._deduplicated = 0
+        self._sent = self._retries = self._in_flight = self._streams_without_usage = 0
+        self._cost = 0.0
+        self._errors: dict[str, int] = {}
+        self._unpriced_models: set[str] = set()
+        self._latencies = Reservoir(seed=1)
+        self._ttfts = Reservoir(seed=2)
+
+    # -- events -------------------------------------------------------------------------
     def sending(self) -> None:
         """An HTTP attempt starts."""
-        self.sent += 1
-        self.in_flight += 1
+        self._sent += 1
+        self._in_flight += 1
 
     def sent_done(self) -> None:
         """An HTTP attempt ended (either way)."""
-        self.in_flight -= 1
+        self._in_flight -= 1
 
     def retrying(self) -> None:
         """A failed attempt will be retried."""
-        self.retries += 1
+        self._retries += 1
 
     def answered(
         self,
@@ -139,130 +206,119 @@ class StatsCollector:
     ) -> None:
         """A network answer arrived (billed once, however many orders share it)."""
         if usage:
-            prompt = int(usage.get("prompt_tokens") or 0)
-            completion = int(usage.get("completion_tokens") or 0)
-            self.prompt_tokens += prompt
-            self.completion_tokens += completion
-            if self._prices and model is not None:
-                self.cost += self._cost(model, prompt, completion, usage)
+            prompt = token_count(usage.get("prompt_tokens"))
+            completion = token_count(usage.get("completion_tokens"))
+            self._prompt += prompt
+            self._completion += completion
+            if self._prices is not None:
+                self._price(model, usage, prompt + completion)
         elif streamed:
-            self.streams_without_usage += 1
-        self._sample(latency, ttft)
+            self._streams_without_usage += 1
+        self._latencies.add(latency)
+        if ttft is not None:
+            self._ttfts.add(ttft)
 
     def completed(self, count: int, *, cached: bool, shared: int, tokens: int) -> None:
-        """``count`` orders got a successful answer; ``shared`` of them from a duplicate."""
-        self.succeeded += count
-        self.deduplicated += shared
+        """``count`` orders got a successful answer; ``shared`` of them from an identical
+        request. ``cached`` means the answer came from the cache; ``tokens`` is its total."""
+        self._succeeded += count
+        self._deduplicated += shared
         if cached:
-            self.cache_hits += count
-            self.saved_tokens += tokens * count
+            self._cache_hits += count - shared
+            self._saved += tokens * count
         else:
-            self.saved_tokens += tokens * shared
+            self._saved += tokens * shared
 
     def failed_orders(self, error: BaseException, count: int, shared: int) -> None:
         """``count`` orders failed with ``error``; ``shared`` of them were duplicates."""
-        self.failed += count
-        self.deduplicated += shared
+        self._failed += count
+        self._deduplicated += shared
         name = type(error).__name__
-        self.errors[name] = self.errors.get(name, 0) + count
+        self._errors[name] = self._errors.get(name, 0) + count
 
-    def finish(self) -> None:
-        """The run ended: freeze the elapsed time."""
-        self.finished = self._clock()
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def total(self) -> int | None:
+        """Requests in the run (None when the input's length is unknown)."""
+        return self._total
 
-    # -- reading ----------------------------------------------------------------------
+    @property
+    def cost(self) -> float:
+        """USD spent so far in this run (0.0 without prices)."""
+        return self._cost
+
     @property
     def completed_count(self) -> int:
         """Orders finished so far, either way."""
-        return self.succeeded + self.failed
+        return self._succeeded + self._failed
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`reset` and :meth:`finish`."""
+        return self._started is not None and self._finished is None
 
     def snapshot(self) -> TokenStats:
         """A frozen copy of the counters now."""
-        end = self.finished if self.finished is not None else self._clock()
-        latencies = sorted(self._latencies)
-        limits = _limiter_fields(self.limiter_snapshot() if self.limiter_snapshot else None)
+        p50, p95, p99 = self._latencies.percentiles(0.50, 0.95, 0.99)
+        (ttft_p50,) = self._ttfts.percentiles(0.50)
+        limits = self._limiter_fields()
         return TokenStats(
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.prompt_tokens + self.completion_tokens,
+            prompt_tokens=self._prompt,
+            completion_tokens=self._completion,
+            total_tokens=self._prompt + self._completion,
             requests_completed=self.completed_count,
-            cache_hits=self.cache_hits,
-            start_time=self.started_wall,
-            elapsed_time=max(0.0, end - self.started),
-            requests_total=self.total,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            deduplicated=self.deduplicated,
-            sent=self.sent,
-            retries=self.retries,
-            in_flight=self.in_flight,
-            saved_tokens=self.saved_tokens,
-            streams_without_usage=self.streams_without_usage,
-            errors_by_type=dict(self.errors),
-            latency_p50=_percentile(latencies, 0.50),
-            latency_p95=_percentile(latencies, 0.95),
-            latency_p99=_percentile(latencies, 0.99),
-            ttft_p50=_percentile(sorted(self._ttfts), 0.50),
-            cost_usd=self.cost if self._prices else None,
+            cache_hits=self._cache_hits,
+            start_time=self._started_wall,
+            elapsed_time=self._elapsed(),
+            requests_total=self._total,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            deduplicated=self._deduplicated,
+            sent=self._sent,
+            retries=self._retries,
+            in_flight=self._in_flight,
+            saved_tokens=self._saved,
+            streams_without_usage=self._streams_without_usage,
+            errors_by_type=FrozenCounts(self._errors),
+            latency_p50=p50,
+            latency_p95=p95,
+            latency_p99=p99,
+            ttft_p50=ttft_p50,
+            cost_usd=self._cost if self._prices is not None else None,
+            unpriced_tokens=self._unpriced,
             **limits,
         )
 
-    # -- helpers ----------------------------------------------------------------------
-    def _sample(self, latency: float, ttft: float | None) -> None:
-        # Reservoir sampling keeps percentiles honest over any run length in fixed memory.
-        self._samples += 1
-        if len(self._latencies) < _RESERVOIR:
-            self._latencies.append(latency)
-            if ttft is not None:
-                self._ttfts.append(ttft)
-            return
-        slot = self._rng.randrange(self._samples)
-        if slot < _RESERVOIR:
-            self._latencies[slot] = latency
-            if ttft is not None and self._ttfts:
-                self._ttfts[slot % len(self._ttfts)] = ttft
-
-    def _cost(self, model: str, prompt: int, completion: int, usage: Mapping[str, Any]) -> float:
-        assert self._prices is not None
-        price = self._prices.get(model)
-        if price is None:
+    # -- helpers ------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        if self._started is None:
             return 0.0
-        cached = 0
-        details = usage.get("prompt_tokens_details")
-        if isinstance(details, Mapping):
-            cached = min(prompt, int(details.get("cached_tokens") or 0))
-        cached_price = price[2] if len(price) > 2 else price[0]
-        return ((prompt - cached) * price[0] + cached * cached_price + completion * price[1]) / 1e6
+        end = self._finished if self._finished is not None else self._clock()
+        return max(0.0, end - self._started)
 
-
-def _check_prices(prices: Prices | None) -> dict[str, tuple[float, ...]] | None:
-    if prices is None:
-        return None
-    checked: dict[str, tuple[float, ...]] = {}
-    for model, price in prices.items():
-        if (
-            not isinstance(price, tuple | list)
-            or len(price) not in (2, 3)
-            or any(not isinstance(p, int | float) or p < 0 for p in price)
-        ):
-            raise ConfigurationError(
-                "prices",
-                f"price of {model!r} must be (usd_per_million_prompt, usd_per_million_completion"
-                f"[, usd_per_million_cached_prompt]) with non-negative numbers, got {price!r}",
+    def _price(self, model: str | None, usage: Mapping[str, Any], tokens: int) -> None:
+        assert self._prices is not None
+        cost = self._prices.cost(model, usage)
+        if cost is not None:
+            self._cost += cost
+            return
+        self._unpriced += tokens
+        name = model or "<no model in the answer>"
+        if name not in self._unpriced_models:
+            self._unpriced_models.add(name)
+            logger.warning(
+                "no price for model %r in prices: its tokens are not in the cost "
+                "(and do not count towards max_cost)",
+                name,
             )
-        checked[model] = tuple(float(p) for p in price)
-    return checked
+
+    def _limiter_fields(self) -> dict[str, Any]:
+        if self.limiter_snapshot is None:
+            return {}
+        from fastllm.observe.limiter_view import limiter_fields
+
+        return limiter_fields(self.limiter_snapshot())
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def _limiter_fields(snapshot: Any) -> dict[str, Any]:
-    if snapshot is None:
-        return {}
-    from fastllm.observe.limiter_view import limiter_fields
-
-    return limiter_fields(snapshot)
+def _rate(amount: int, seconds: float) -> float:
+    return amount / seconds if seconds > 0 else 0.0

@@ -32,7 +32,7 @@ def redact(text: str, secret: str | None) -> str:
 def error_from_response(
     status: int, raw: bytes, headers: Mapping[str, str], secret: str | None
 ) -> APIStatusError:
-    """The typed exception for an error answer (``status`` >= 400)."""
+    """The typed exception for an error answer (``status`` >= 400, or a redirect)."""
     text = redact(raw.decode("utf-8", "replace"), secret)
     body: dict[str, Any]
     try:
@@ -41,6 +41,9 @@ def error_from_response(
         parsed = None
     body = parsed if isinstance(parsed, dict) else {"message": text.strip()}
     message, code = _message_and_code(body)
+    if 300 <= status < 400:
+        where = redact(headers.get("location", "?"), secret)
+        message = f"redirected to {where}; API calls are not redirected (check api_base)"
     cls = status_error_class(status)
     return cls(
         message[:_MAX_MESSAGE] or f"HTTP {status} with an empty body",

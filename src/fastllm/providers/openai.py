@@ -28,6 +28,7 @@ from fastllm.requests.model import Endpoint, Request
 __all__ = ["DEFAULT_API_BASE", "OpenAIProvider"]
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
+_NOT_JSON: Any = object()
 
 # Errors that mean "the connection was gone before the server saw the request":
 # a pooled keep-alive connection the server had closed. Worth one immediate re-send.
@@ -81,6 +82,10 @@ class OpenAIProvider(Provider):
         for resend in (True, False):
             try:
                 return await self._post(session, request.endpoint, data, timeout, stream)
+            except aiohttp.ClientResponseError as exc:
+                # request_info holds the request headers, Authorization included: keep
+                # only the text, and raise outside this block so it is not the context.
+                message = f"{type(exc).__name__}: {self._clean(exc)}"
             except aiohttp.ClientConnectorError as exc:
                 raise APIConnectionError(
                     f"cannot connect to {self.api_base}: {self._clean(exc)}"
@@ -93,6 +98,7 @@ class OpenAIProvider(Provider):
                 raise APITimeoutError(f"no complete answer within {timeout:g} s") from exc
             except aiohttp.ClientError as exc:
                 raise APIConnectionError(f"{type(exc).__name__}: {self._clean(exc)}") from exc
+            raise APIConnectionError(message)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(
@@ -103,28 +109,29 @@ class OpenAIProvider(Provider):
         timeout: float,
         stream: bool,
     ) -> ProviderResponse:
+        sent = time.perf_counter()
         async with session.post(
             self._urls[endpoint],
             data=data,
             headers=self._headers,
             timeout=self._timeout(timeout, stream),
+            allow_redirects=False,
         ) as response:
-            if response.status >= 400:
+            if response.status >= 300:  # API calls are never redirected: a 3xx is an error
                 raw = await response.read()
                 raise error_from_response(response.status, raw, response.headers, self.api_key)
             if stream:
-                return await self._read_stream(response)
+                return await self._read_stream(response, sent)
             raw = await response.read()
             return ProviderResponse(self._decode(raw, endpoint), raw, response.headers)
 
-    async def _read_stream(self, response: aiohttp.ClientResponse) -> ProviderResponse:
-        started = time.perf_counter()
+    async def _read_stream(self, response: aiohttp.ClientResponse, sent: float) -> ProviderResponse:
         ttft: float | None = None
-        assembler = StreamAssembler()
+        assembler = StreamAssembler(self.api_key)
         async for line in response.content:
             assembler.feed_line(line)
             if ttft is None and assembler.chunks:
-                ttft = time.perf_counter() - started
+                ttft = time.perf_counter() - sent
             if assembler.done:
                 break
         return ProviderResponse(assembler.result(), None, response.headers, ttft)
@@ -132,9 +139,11 @@ class OpenAIProvider(Provider):
     def _decode(self, raw: bytes, endpoint: Endpoint) -> dict[str, Any]:
         try:
             body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+        except orjson.JSONDecodeError:
+            body = _NOT_JSON  # not chained: the decoder error's .doc is the unredacted body
+        if body is _NOT_JSON:
             preview = redact(raw[:200].decode("utf-8", "replace"), self.api_key)
-            raise ResponseDecodingError(f"the answer is not valid JSON: {preview!r}") from exc
+            raise ResponseDecodingError(f"the answer is not valid JSON: {preview!r}")
         if not isinstance(body, dict):
             raise ResponseDecodingError("the answer is not a JSON object", retryable=False)
         field = "choices" if endpoint is Endpoint.CHAT_COMPLETIONS else "data"

@@ -14,8 +14,11 @@ from typing import Any
 import orjson
 
 from fastllm.errors import ResponseDecodingError
+from fastllm.providers.http_errors import redact
 
 __all__ = ["StreamAssembler"]
+
+_NOT_JSON: Any = object()
 
 
 @dataclass
@@ -42,7 +45,8 @@ class _Choice:
 class StreamAssembler:
     """Feed it SSE lines; ``result()`` gives the ChatCompletion body as a dict."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = None) -> None:
+        self._secret = secret
         self.done = False
         self.chunks = 0
         self._choices: dict[int, _Choice] = {}
@@ -60,12 +64,16 @@ class StreamAssembler:
             return
         try:
             chunk = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ResponseDecodingError(f"stream event is not JSON: {data[:200]!r}") from exc
+        except orjson.JSONDecodeError:
+            chunk = _NOT_JSON  # not chained: the decoder error's .doc is the unredacted event
+        if chunk is _NOT_JSON:
+            preview = redact(data[:200].decode("utf-8", "replace"), self._secret)
+            raise ResponseDecodingError(f"stream event is not JSON: {preview!r}")
         if not isinstance(chunk, dict):
             raise ResponseDecodingError("stream event is not a JSON object")
         if "error" in chunk:
-            raise ResponseDecodingError(f"the stream reported an error: {chunk['error']}")
+            message = redact(str(chunk["error"]), self._secret)[:300]
+            raise ResponseDecodingError(f"the stream reported an error: {message}")
         self._take(chunk)
 
     def _take(self, chunk: dict[str, Any]) -> None:
