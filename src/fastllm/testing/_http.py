@@ -1,0 +1,454 @@
+"""A minimal, fast HTTP/1.1 server built on :class:`asyncio.Protocol`.
+
+Only what the mock OpenAI server needs, with as little work per request as
+possible:
+
+* requests with a ``Content-Length`` body (chunked *request* bodies get 501);
+* keep-alive by default, ``Connection: close`` and HTTP/1.0 honoured;
+* pipelined requests answered strictly in order: while one request is being
+  answered asynchronously, later ones wait in the buffer;
+* ``Expect: 100-continue`` answered;
+* plain responses with ``Content-Length`` and streamed responses with chunked
+  transfer encoding.
+
+A handler is a plain function ``handler(request, connection)``.  It either
+answers synchronously through the connection (``send``, ``start_stream`` ...)
+and returns ``None`` - the fast path, no task is created - or returns a
+coroutine that the connection runs as a task before it reads the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from http import HTTPStatus
+from typing import Any, cast
+
+__all__ = [
+    "Handler",
+    "Header",
+    "HttpConnection",
+    "HttpServer",
+    "ProtocolError",
+    "Request",
+    "new_event_loop",
+    "parse_head",
+]
+
+log = logging.getLogger("fastllm.testing.mock_server")
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 256 * 1024 * 1024
+MAX_BUFFERED = 4 * 1024 * 1024  # pipelined bytes held while busy before reading pauses
+
+Header = tuple[str, str]
+Handler = Callable[["Request", "HttpConnection"], "Coroutine[Any, Any, None] | None"]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop when uvloop is importable, else a default asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is an optional extra
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+_ERROR_IDS = itertools.count(1)
+_HEADER_LINE = "%s: %s\r\n"
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+class ProtocolError(Exception):
+    """A request that cannot be parsed; answered with ``status`` and the connection closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Request:
+    """One parsed HTTP request; ``headers`` (lower-cased names) is parsed on first use."""
+
+    __slots__ = (
+        "_fields",
+        "_headers",
+        "body",
+        "continued",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "version",
+    )
+
+    def __init__(
+        self, method: str, path: str, query: str, version: str, fields: bytes, keep_alive: bool
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.keep_alive = keep_alive
+        self.body = b""
+        self.continued = False
+        self._fields = fields
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request headers, names lower-cased (the last of repeated names wins)."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for line in self._fields.decode("latin-1").split("\r\n"):
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            self._headers = headers
+        return self._headers
+
+
+def _field(lowered: bytes, key: bytes) -> bytes:
+    """The value of header ``key`` (``b"\\r\\nname:"``, present) in the lower-cased header block."""
+    start = lowered.find(key) + len(key)
+    end = lowered.find(b"\r\n", start)
+    return lowered[start:end].strip() if end >= 0 else lowered[start:].strip()
+
+
+def parse_head(head: bytes) -> tuple[Request, int]:
+    """Parse a request line and headers (without the final blank line); return the body size.
+
+    Only the headers the server acts on are looked up (Content-Length,
+    Transfer-Encoding, Connection); the others are parsed lazily if asked for.
+    """
+    line_end = head.find(b"\r\n")
+    if line_end < 0:
+        line_end = len(head)
+    fields = head[line_end:]
+    lowered = fields.lower()
+    parts = head[:line_end].decode("latin-1").split(" ")
+    if len(parts) != 3:
+        raise ProtocolError(400, "malformed request line")
+    method, target, version = parts
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    if b"\r\ntransfer-encoding:" in lowered:
+        raise ProtocolError(501, "chunked request bodies are not supported; send Content-Length")
+    length = 0
+    if b"\r\ncontent-length:" in lowered:
+        length_text = _field(lowered, b"\r\ncontent-length:")
+        if not length_text.isdigit():
+            raise ProtocolError(400, "invalid Content-Length")
+        length = int(length_text)
+        if length > MAX_BODY:
+            raise ProtocolError(413, "request body too large")
+    if b"\r\nconnection:" not in lowered:
+        keep_alive = version == "HTTP/1.1"
+    elif version == "HTTP/1.1":
+        keep_alive = b"close" not in _field(lowered, b"\r\nconnection:")
+    else:
+        keep_alive = b"keep-alive" in _field(lowered, b"\r\nconnection:")
+    path, _, query = target.partition("?")
+    return Request(method, path, query, version, fields, keep_alive), length
+
+
+def _head_bytes(
+    status: int, content_type: str, framing: str, headers: Iterable[Header], request: Request
+) -> bytes:
+    extra = "".join(map(_HEADER_LINE.__mod__, headers))
+    reason = _REASONS.get(status) or _reason(status)
+    if not request.keep_alive:
+        connection = "connection: close\r\n"
+    elif request.version == "HTTP/1.0":
+        connection = "connection: keep-alive\r\n"
+    else:
+        connection = ""
+    text = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\n"
+        f"{framing}{extra}{connection}\r\n"
+    )
+    return text.encode("latin-1")
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parses requests and writes the handler's answers."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._handler = server.handler
+        self._transport: asyncio.Transport | None = None
+        self._buf: bytes | bytearray = b""
+        self._pending: tuple[Request, int] | None = None
+        self._request: Request | None = None
+        self._busy = False
+        self._paused = False
+        self._started = False
+        self._raw_stream = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport and disable Nagle's algorithm."""
+        self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection and cancel any answer still in progress."""
+        self._server.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        """Buffer the bytes and answer every complete request, unless one is in progress."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        buf = self._buf
+        if buf:  # rare: a partial or pipelined request is waiting; grow in place
+            if not isinstance(buf, bytearray):
+                buf = bytearray(buf)
+            buf += data
+            self._buf = buf
+        else:
+            self._buf = data
+        if not self._busy:
+            self._process()
+        elif len(self._buf) > MAX_BUFFERED and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """The client closed its side: close ours too (an answer in progress is abandoned)."""
+        return False
+
+    # -- parsing and dispatch --------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """True once the connection is closed or closing."""
+        transport = self._transport
+        return transport is None or transport.is_closing()
+
+    def _process(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        data = self._buf
+        pos = 0
+        try:  # (connection_lost never runs synchronously inside this loop)
+            while not self._busy and not transport.is_closing():
+                pending = self._pending
+                if pending is None:
+                    while data.startswith(b"\r\n", pos):
+                        pos += 2
+                    end = data.find(b"\r\n\r\n", pos)
+                    if end < 0:
+                        if len(data) - pos > MAX_HEAD:
+                            raise ProtocolError(431, "request head too large")
+                        break
+                    pending = parse_head(bytes(data[pos:end]))
+                    pos = end + 4
+                    self._pending = pending
+                request, length = pending
+                if len(data) - pos < length:
+                    self._maybe_continue(request)
+                    break
+                request.body = bytes(data[pos : pos + length])
+                pos += length
+                self._pending = None
+                self._dispatch(request)
+        except ProtocolError as exc:
+            self._fail(exc)
+            pos = len(data)
+        self._buf = data[pos:] if pos else data
+        if self._paused and not self._busy:
+            self._paused = False
+            transport.resume_reading()
+
+    def _maybe_continue(self, request: Request) -> None:
+        if request.continued or self._transport is None:
+            return
+        if request.headers.get("expect", "").lower() == "100-continue":
+            request.continued = True
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _dispatch(self, request: Request) -> None:
+        self._request = request
+        self._started = False
+        try:
+            coro = self._handler(request, self)
+        except Exception:
+            log.exception("mock server handler failed")
+            self._internal_error()
+            return
+        if coro is not None:
+            self._busy = True
+            task = asyncio.get_running_loop().create_task(coro)
+            task.add_done_callback(self._answered)
+            self._task = task
+            self._server.track(task)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("mock server handler failed", exc_info=task.exception())
+            self._internal_error()
+        self._busy = False
+        if self._transport is not None:
+            self._process()
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._request = Request("GET", "/", "", "HTTP/1.1", b"", keep_alive=False)
+        self._started = False
+        headers = [("x-request-id", f"req_http_{next(_ERROR_IDS)}")]
+        self.send(exc.status, exc.message.encode(), "text/plain; charset=utf-8", headers)
+
+    def _internal_error(self) -> None:
+        if self._started or self.closing:
+            self.abort()
+            return
+        if self._request is not None:
+            self._request.keep_alive = False
+        self.send(500, b"internal mock server error", "text/plain; charset=utf-8")
+
+    # -- answering -------------------------------------------------------------------
+
+    def send(
+        self, status: int, body: bytes, content_type: str, headers: Sequence[Header] = ()
+    ) -> None:
+        """Write a complete answer with a Content-Length body."""
+        transport = self._transport
+        request = self._request
+        if transport is None or request is None or transport.is_closing():
+            return
+        self._started = True
+        framing = f"content-length: {len(body)}\r\n"
+        transport.write(_head_bytes(status, content_type, framing, headers, request) + body)
+        if not request.keep_alive:
+            transport.close()
+
+    def start_stream(self, status: int, content_type: str, headers: Sequence[Header] = ()) -> None:
+        """Write the head of a streamed answer (chunked; raw until close for HTTP/1.0)."""
+        transport = self._transport
+        request = self._request
+        if transport is None or request is None or transport.is_closing():
+            return
+        self._started = True
+        self._raw_stream = request.version == "HTTP/1.0"
+        if self._raw_stream:
+            request.keep_alive = False
+            head = _head_bytes(status, content_type, "", headers, request)
+        else:
+            framing = "transfer-encoding: chunked\r\n"
+            head = _head_bytes(status, content_type, framing, headers, request)
+        transport.write(head)
+
+    def write_chunks(self, chunks: Iterable[bytes]) -> None:
+        """Write body pieces of a streamed answer, one HTTP chunk each, in one write."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._raw_stream:
+            transport.write(b"".join(chunks))
+            return
+        transport.write(
+            b"".join([b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in chunks if chunk])
+        )
+
+    def end_stream(self) -> None:
+        """Finish a streamed answer (and close the connection when it is not kept alive)."""
+        transport = self._transport
+        request = self._request
+        if transport is None or request is None or transport.is_closing():
+            return
+        if not self._raw_stream:
+            transport.write(b"0\r\n\r\n")
+        if not request.keep_alive:
+            transport.close()
+
+    def drop(self) -> None:
+        """Close the connection without answering the current request."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Close the connection at once, discarding unsent data."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close_soon(self, delay: float) -> None:
+        """Close the connection after ``delay`` seconds unless a new request arrives first."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._timer = None
+        if not self._busy and not self._buf and self._pending is None and not self.closing:
+            self.drop()
+
+
+class HttpServer:
+    """A listening socket plus the connections and tasks it owns."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections: set[HttpConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; return the real port (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpConnection(self), host, port, reuse_address=True, backlog=4096
+        )
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a reference to a running answer task until it is done."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        """Stop listening, abort every connection and wait for every answer task to end."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.abort()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
