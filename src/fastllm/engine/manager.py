@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any, Literal
 
 from fastllm.cache import CacheProvider
+from fastllm.engine.embeddings import EmbeddingStage
 from fastllm.engine.ordering import OrderedBuffer, ResultList
 from fastllm.engine.results import ResponseWrapper, dummy_response
 from fastllm.engine.scheduler import CacheMode, RunSettings, Scheduler
@@ -49,6 +50,10 @@ class RequestManager:
     ``RateLimit`` objects to set them yourself (the headers still tighten them), or
     ``"off"`` to ignore them all. ``dedupe=False`` sends identical
     requests separately (deliberate repeated sampling; the cache is then not read).
+    Embeddings requests over ``embedding_max_inputs`` inputs or
+    ``embedding_max_tokens`` estimated tokens are split and reassembled;
+    ``pack_embeddings=True`` packs small ones with identical parameters into shared
+    requests; with a cache, embeddings are cached per input text.
     """
 
     def __init__(
@@ -71,6 +76,9 @@ class RequestManager:
         max_cost: float | None = None,
         token_estimator: TokenEstimator | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        embedding_max_inputs: int = 2048,
+        embedding_max_tokens: int = 300_000,
+        pack_embeddings: bool = False,
     ) -> None:
         if not isinstance(provider, Provider):
             raise ConfigurationError(
@@ -80,6 +88,12 @@ class RequestManager:
         _check_positive("timeout", timeout)
         if max_cost is not None:
             _check_positive("max_cost", max_cost)
+        _check_int("embedding_max_inputs", embedding_max_inputs, minimum=1)
+        _check_int("embedding_max_tokens", embedding_max_tokens, minimum=1)
+        if not isinstance(pack_embeddings, bool):
+            raise ConfigurationError(
+                "pack_embeddings", f"must be True or False, got {pack_embeddings!r}"
+            )
         if caching_provider is not None and not isinstance(caching_provider, CacheProvider):
             raise ConfigurationError(
                 "caching_provider",
@@ -102,7 +116,11 @@ class RequestManager:
         self._estimator = token_estimator or TokenEstimator()
         self._sleep = sleep or asyncio.sleep
         self._limiter = self._make_limiter()
-        self._stats = StatsCollector(prices)
+        self._prices = prices
+        self._stats = StatsCollector(prices)  # checks the prices; replaced by each run's own
+        self.embedding_max_inputs = embedding_max_inputs
+        self.embedding_max_tokens = embedding_max_tokens
+        self.pack_embeddings = pack_embeddings
 
     # -- synchronous ------------------------------------------------------------------
     def process_batch(
@@ -268,26 +286,38 @@ class RequestManager:
             sleep=self._sleep,
         )
         deliver = self._with_dummy(emit) if self.return_dummy_on_error else emit
-        self._stats.reset(total)
-        self._stats.limiter_snapshot = limiter.snapshot
-        progress = ProgressTracker(self._stats, self.show_progress)
+        # One collector per run: runs of one manager at the same time count apart.
+        stats = StatsCollector(self._prices)
+        stats.reset(total)
+        stats.limiter_snapshot = limiter.snapshot
+        self._stats = stats
+        progress = ProgressTracker(stats, self.show_progress)
         logger.info("run started: %s requests, concurrency %d", total or "?", self.concurrency)
+        stage = EmbeddingStage(
+            settings,
+            stats,
+            deliver,
+            max_inputs=self.embedding_max_inputs,
+            max_tokens=self.embedding_max_tokens,
+            pack=self.pack_embeddings,
+            max_ahead=max_ahead,
+        )
         scheduler = Scheduler(
             settings,
-            self._stats,
-            deliver,
+            stats,
+            stage.emit,
             completed_limit=completed_limit,
-            max_ahead=max_ahead,
+            max_ahead=stage.max_ahead,
         )
         if scheduler_box is not None:
             scheduler_box.append(scheduler)
         progress.start()
         try:
-            await scheduler.run(RequestBatch.prepared(batch))
+            await stage.run(scheduler, RequestBatch.prepared(batch))
         finally:
-            self._stats.finish()
+            stats.finish()
             await progress.stop()
-        summary = self._stats.snapshot()
+        summary = stats.snapshot()
         logger.info("run finished\n%s", summary.summary())
 
     def _make_limiter(self) -> RateLimiter:

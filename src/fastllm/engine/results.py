@@ -133,6 +133,11 @@ class ResponseWrapper:
             ttft=self.ttft,
         )
 
+    def renumbered(self, order: int) -> ResponseWrapper:
+        """This result placed at another order (the engine maps internal orders back)."""
+        self._order_id = order
+        return self
+
     @property
     def ok(self) -> bool:
         """True when the request succeeded."""
