@@ -5,7 +5,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from fastllm.cache import CacheProvider, DiskCache, InMemoryCache
+from fastllm.cache import CacheProvider, DiskCache, InMemoryCache, RedisCache
 from fastllm.engine import RequestManager, ResponseWrapper
 from fastllm.errors import (
     APIConnectionError,
@@ -60,6 +60,7 @@ __all__ = [
     "Provider",
     "RateLimit",
     "RateLimitError",
+    "RedisCache",
     "Request",
     "RequestBatch",
     "RequestError",

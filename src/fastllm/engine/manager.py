@@ -22,7 +22,7 @@ from fastllm.engine.results import ResponseWrapper, dummy_response
 from fastllm.engine.scheduler import CacheMode, RunSettings, Scheduler
 from fastllm.engine.sync_bridge import run_sync
 from fastllm.errors import BatchError, ConfigurationError
-from fastllm.limits import RateLimit, RateLimiter, TokenEstimator
+from fastllm.limits import RateLimit, RateLimiter, RedisRateLimiter, TokenEstimator, make_limiter
 from fastllm.observe.progress import ProgressTracker
 from fastllm.observe.stats import Prices, StatsCollector, TokenStats
 from fastllm.providers.base import Provider
@@ -320,8 +320,8 @@ class RequestManager:
         summary = stats.snapshot()
         logger.info("run finished\n%s", summary.summary())
 
-    def _make_limiter(self) -> RateLimiter:
-        return RateLimiter(self._rate_limits, auto=self._learn_limits, sleep=self._sleep)
+    def _make_limiter(self) -> RateLimiter | RedisRateLimiter:
+        return make_limiter(self._rate_limits, auto=self._learn_limits, sleep=self._sleep)
 
     def _with_dummy(
         self, emit: Callable[[ResponseWrapper], None]

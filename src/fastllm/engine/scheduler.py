@@ -36,7 +36,7 @@ from fastllm.engine.cache_writer import CacheWriter
 from fastllm.engine.inflight import CompletedWindow, Flight
 from fastllm.engine.results import ResponseWrapper, total_tokens_of
 from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
-from fastllm.limits import AdaptiveConcurrency, RateLimiter, TokenEstimator
+from fastllm.limits import AdaptiveConcurrency, RateLimiter, RedisRateLimiter, TokenEstimator
 from fastllm.limits.token_estimate import charged_tokens
 from fastllm.observe.stats import StatsCollector
 from fastllm.providers.base import Provider
@@ -60,7 +60,7 @@ class RunSettings:
     concurrency: int
     timeout: float
     policy: RetryPolicy
-    limiter: RateLimiter
+    limiter: RateLimiter | RedisRateLimiter
     estimator: TokenEstimator
     cache: CacheProvider | None
     cache_mode: CacheMode

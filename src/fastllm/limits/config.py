@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastllm.errors import ConfigurationError
 
@@ -70,16 +70,17 @@ class RateLimit:
     """At most ``requests`` requests and/or ``tokens`` tokens per ``per``.
 
     ``per`` is a duration string (``"10s"``, ``"1m"``, ``"1.5m"``, ``"1h"``, ``"1d"``,
-    ``"500ms"``) or seconds as a number. ``name`` labels the limit in statistics (and
-    will identify it when shared across processes); ``redis_url`` is reserved for the
-    Redis-shared limiter and is only stored for now.
+    ``"500ms"``) or seconds as a number. ``name`` labels the limit in statistics; with
+    ``redis_url`` it is also the identity of a budget shared by every process that uses
+    the same name and Redis server (see :class:`~fastllm.limits.redis_limiter.RedisRateLimiter`).
+    ``redis_url`` is left out of the repr: it may hold a password.
     """
 
     requests: int | None = None
     tokens: int | None = None
     per: str | float = "1m"
     name: str | None = None
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.requests is None and self.tokens is None:
