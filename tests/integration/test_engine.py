@@ -244,3 +244,13 @@ def test_no_key_in_reprs_and_only_asked_for_headers(api_key: str) -> None:
         "OpenAI-Organization",
         "X-A",
     }
+
+
+def test_provider_reads_the_openai_environment_variables(monkeypatch, api_key: str) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1234/v1")
+    provider = OpenAIProvider()
+    assert provider.api_base == "http://127.0.0.1:1234/v1"
+    assert provider.get_request_headers()["Authorization"] == f"Bearer {api_key}"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert OpenAIProvider(api_key="other").api_base == "https://api.openai.com/v1"

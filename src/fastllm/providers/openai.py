@@ -8,6 +8,7 @@ pooled keep-alive connection turns out to have been closed by the server.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,8 @@ _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 class OpenAIProvider(Provider):
     """An OpenAI-compatible API.
 
+    ``api_key`` and ``api_base`` default to ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
+    (else OpenAI's URL), as in the openai SDK.
     ``organization`` and ``project`` become the ``OpenAI-Organization`` and
     ``OpenAI-Project`` headers; ``headers`` are added as given. ``stream_idle_timeout``
     bounds the wait between two chunks of a stream (default: the request timeout).
@@ -46,13 +49,17 @@ class OpenAIProvider(Provider):
     def __init__(
         self,
         api_key: str | None = None,
-        api_base: str = DEFAULT_API_BASE,
+        api_base: str | None = None,
         organization: str | None = None,
         headers: Mapping[str, str] | None = None,
         *,
         project: str | None = None,
         stream_idle_timeout: float | None = None,
     ) -> None:
+        if api_key is None:
+            api_key = os.environ.get("OPENAI_API_KEY") or None
+        if api_base is None:
+            api_base = os.environ.get("OPENAI_BASE_URL") or DEFAULT_API_BASE
         super().__init__(api_key, api_base, headers)
         self.organization = organization
         self.project = project
