@@ -368,12 +368,21 @@ class Scheduler:
         if self._s.dedupe:
             self._inflight.pop(request.request_id, None)
         followers = flight.followers
+        # A result keeps the answer's bytes, not the parsed dict (a third of the memory
+        # for a million results); parts are read at once by their assembler, so keep theirs.
+        body = raw = None
+        if answer is not None:
+            if answer.raw is not None and not request.part:
+                raw = answer.raw
+            else:
+                body = answer.body
         result = ResponseWrapper(
             request_id=request.request_id,
             order=request.order,
             custom_id=request.custom_id,
             endpoint=request.endpoint,
-            body=answer.body if answer is not None else None,
+            body=body,
+            raw=raw,
             error=error,
             attempts=flight.attempts,
             latency=(time.perf_counter() - flight.started) if flight.started else None,
@@ -384,7 +393,7 @@ class Scheduler:
             pass
         elif error is None:
             self._stats.completed(
-                count, cached=False, shared=len(followers), tokens=total_tokens_of(result.body)
+                count, cached=False, shared=len(followers), tokens=total_tokens_of(answer.body)
             )
             if self._s.dedupe:
                 self._completed.add(result)
