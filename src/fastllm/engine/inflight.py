@@ -43,6 +43,9 @@ class CompletedWindow:
         self._limit = limit
         self._items: OrderedDict[str, ResponseWrapper] = OrderedDict()
 
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._items
+
     def get(self, request_id: str) -> ResponseWrapper | None:
         """The remembered result, or None."""
         return self._items.get(request_id)

@@ -158,16 +158,24 @@ class Scheduler:
         self._maybe_finish()
 
     async def _admit(self, requests: list[Request]) -> None:
+        prefix = f"{self._namespace}:"
         hits: dict[str, bytes] = {}
         if self._read_cache:
-            fresh = [r for r in requests if not r.part and not self._shared(r, deliver=False)]
-            hits = await self._cache_lookup(fresh)
+            inflight, completed = self._inflight, self._completed
+            keys = {
+                prefix + r.request_id
+                for r in requests
+                if not r.part and r.request_id not in inflight and r.request_id not in completed
+            }
+            hits = await self._cache_lookup(keys)
+        dedupe = self._s.dedupe
         for request in requests:
-            await self._wait_for_room(request.order)
-            if self._s.dedupe and self._shared(request, deliver=True):
+            if self._outstanding >= self._max_pending or self._ahead_blocked is not None:
+                await self._wait_for_room(request.order)
+            if dedupe and self._shared(request):
                 continue
-            key = self.cache_key(request.request_id)
-            raw = hits.get(key)
+            key = prefix + request.request_id
+            raw = hits.get(key) if hits else None
             if raw is not None:
                 self._cache_hit(request, raw)
                 continue
@@ -176,30 +184,27 @@ class Scheduler:
                 self._inflight[request.request_id] = flight
             self._dispatch(flight)
 
-    def _shared(self, request: Request, *, deliver: bool) -> bool:
-        """True when an identical request is in flight or done; attach or answer it then."""
+    def _shared(self, request: Request) -> bool:
+        """When an identical request is in flight or done: attach to it or answer from it."""
         flight = self._inflight.get(request.request_id)
         if flight is not None:
-            if deliver:
-                flight.followers.append((request.order, request.custom_id))
+            flight.followers.append((request.order, request.custom_id))
             return True
         done = self._completed.get(request.request_id)
         if done is None:
             return False
-        if deliver:
-            self._stats.completed(
-                1, cached=False, shared=1, tokens=total_tokens_of(done._body, done._raw)
-            )
-            self._emit(done.shared_with(request.order, request.custom_id))
+        self._stats.completed(
+            1, cached=False, shared=1, tokens=total_tokens_of(done._body, done._raw)
+        )
+        self._emit(done.shared_with(request.order, request.custom_id))
         return True
 
-    async def _cache_lookup(self, requests: list[Request]) -> dict[str, bytes]:
+    async def _cache_lookup(self, keys: set[str]) -> dict[str, bytes]:
         assert self._s.cache is not None
-        if not requests:
+        if not keys:
             return {}
-        keys = list({self.cache_key(r.request_id) for r in requests})
         try:
-            return await self._s.cache.get_many_raw(keys)
+            return await self._s.cache.get_many_raw(list(keys))
         except Exception as exc:  # a broken cache degrades to misses
             logger.warning(
                 "cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
