@@ -413,16 +413,8 @@ class EmbeddingStage:
 
     def _fail_unparsed(self, order: int, item: object, error: RequestFormatError) -> None:
         """An item that is not a request: its own failed result (as the scheduler does)."""
-        custom_id = item.get("custom_id") if isinstance(item, dict) else None
-        result = ResponseWrapper(
-            request_id="",
-            order=order,
-            custom_id=custom_id if isinstance(custom_id, str) else f"#{order}",
-            endpoint=Endpoint.CHAT_COMPLETIONS,
-            error=error,
-        )
         self._stats.failed_orders(error, 1, 0)
-        self._emit(result)
+        self._emit(ResponseWrapper.unparsed(order, item, error))
 
 
 def _failed(

@@ -133,6 +133,18 @@ class ResponseWrapper:
             ttft=self.ttft,
         )
 
+    @classmethod
+    def unparsed(cls, order: int, item: object, error: FastLLMError) -> ResponseWrapper:
+        """The failed result of an input item that is not a valid request."""
+        custom_id = item.get("custom_id") if isinstance(item, dict) else None
+        return cls(
+            request_id="",
+            order=order,
+            custom_id=custom_id if isinstance(custom_id, str) else f"#{order}",
+            endpoint=Endpoint.CHAT_COMPLETIONS,
+            error=error,
+        )
+
     def renumbered(self, order: int) -> ResponseWrapper:
         """This result placed at another order (the engine maps internal orders back)."""
         self._order_id = order

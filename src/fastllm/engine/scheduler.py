@@ -40,7 +40,7 @@ from fastllm.limits import AdaptiveConcurrency, RateLimiter, RedisRateLimiter, T
 from fastllm.limits.token_estimate import charged_tokens
 from fastllm.observe.stats import StatsCollector
 from fastllm.providers.base import Provider
-from fastllm.requests.model import Endpoint, Request
+from fastllm.requests.model import Request
 from fastllm.requests.normalize import request_from_item
 from fastllm.retry import RetryPolicy, is_retryable
 
@@ -233,16 +233,8 @@ class Scheduler:
             await self._room.wait()
 
     def _fail_unparsed(self, order: int, item: object, error: RequestFormatError) -> None:
-        custom_id = item.get("custom_id") if isinstance(item, dict) else None
-        result = ResponseWrapper(
-            request_id="",
-            order=order,
-            custom_id=custom_id if isinstance(custom_id, str) else f"#{order}",
-            endpoint=Endpoint.CHAT_COMPLETIONS,
-            error=error,
-        )
         self._stats.failed_orders(error, 1, 0)
-        self._emit(result)
+        self._emit(ResponseWrapper.unparsed(order, item, error))
 
     # -- workers ----------------------------------------------------------------------
     async def _work(self, session: aiohttp.ClientSession) -> None:
