@@ -9,7 +9,11 @@ possible:
   answered asynchronously, later ones wait in the buffer;
 * ``Expect: 100-continue`` answered;
 * plain responses with ``Content-Length`` and streamed responses with chunked
-  transfer encoding.
+  transfer encoding;
+* answers are queued and handed to the transports once per event-loop
+  iteration, so a busy server computes many answers back to back and then
+  sends them back to back (measurably cheaper per request than writing each
+  answer as soon as it is ready).
 
 A handler is a plain function ``handler(request, connection)``.  It either
 answers synchronously through the connection (``send``, ``start_stream`` ...)
@@ -199,6 +203,8 @@ class HttpConnection(asyncio.Protocol):
         self._raw_stream = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._close_after_flush = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class HttpConnection(asyncio.Protocol):
             self._task.cancel()
             self._task = None
         self._transport = None
+        self._out.clear()
 
     def data_received(self, data: bytes) -> None:
         """Buffer the bytes and answer every complete request, unless one is in progress."""
@@ -243,15 +250,16 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The client closed its side: close ours too (an answer in progress is abandoned)."""
+        self.flush()
         return False
 
     # -- parsing and dispatch --------------------------------------------------------
 
     @property
     def closing(self) -> bool:
-        """True once the connection is closed or closing."""
+        """True once the connection is closed or about to be."""
         transport = self._transport
-        return transport is None or transport.is_closing()
+        return transport is None or self._close_after_flush or transport.is_closing()
 
     def _process(self) -> None:
         transport = self._transport
@@ -260,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
         data = self._buf
         pos = 0
         try:  # (connection_lost never runs synchronously inside this loop)
-            while not self._busy and not transport.is_closing():
+            while not self._busy and not self._close_after_flush and not transport.is_closing():
                 pending = self._pending
                 if pending is None:
                     while data.startswith(b"\r\n", pos):
@@ -294,7 +302,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if request.headers.get("expect", "").lower() == "100-continue":
             request.continued = True
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _dispatch(self, request: Request) -> None:
         self._request = request
@@ -339,26 +347,56 @@ class HttpConnection(asyncio.Protocol):
         self.send(500, b"internal mock server error", "text/plain; charset=utf-8")
 
     # -- answering -------------------------------------------------------------------
+    # Writes are queued and flushed once per event-loop iteration (HttpServer.flush):
+    # the answers to many connections are computed back to back, then sent back to
+    # back, which keeps both the interpreter's and the kernel's caches warm.
+
+    def _write(self, data: bytes) -> None:
+        if not self._out:
+            self._server.queue(self)
+        self._out.append(data)
+
+    def _close(self) -> None:
+        """Close once the queued output has been handed to the transport."""
+        self._close_after_flush = True
+        if not self._out and self._transport is not None:
+            self._transport.close()
+
+    def flush(self) -> None:
+        """Hand the queued output to the transport (then close, if asked)."""
+        transport = self._transport
+        if transport is None:
+            return
+        out = self._out
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+        if self._close_after_flush:
+            transport.close()
+
+    def _writable(self) -> Request | None:
+        request = self._request
+        if request is None or self.closing:
+            return None
+        return request
 
     def send(
         self, status: int, body: bytes, content_type: str, headers: Sequence[Header] = ()
     ) -> None:
         """Write a complete answer with a Content-Length body."""
-        transport = self._transport
-        request = self._request
-        if transport is None or request is None or transport.is_closing():
+        request = self._writable()
+        if request is None:
             return
         self._started = True
         framing = f"content-length: {len(body)}\r\n"
-        transport.write(_head_bytes(status, content_type, framing, headers, request) + body)
+        self._write(_head_bytes(status, content_type, framing, headers, request) + body)
         if not request.keep_alive:
-            transport.close()
+            self._close()
 
     def start_stream(self, status: int, content_type: str, headers: Sequence[Header] = ()) -> None:
         """Write the head of a streamed answer (chunked; raw until close for HTTP/1.0)."""
-        transport = self._transport
-        request = self._request
-        if transport is None or request is None or transport.is_closing():
+        request = self._writable()
+        if request is None:
             return
         self._started = True
         self._raw_stream = request.version == "HTTP/1.0"
@@ -368,38 +406,35 @@ class HttpConnection(asyncio.Protocol):
         else:
             framing = "transfer-encoding: chunked\r\n"
             head = _head_bytes(status, content_type, framing, headers, request)
-        transport.write(head)
+        self._write(head)
 
     def write_chunks(self, chunks: Iterable[bytes]) -> None:
         """Write body pieces of a streamed answer, one HTTP chunk each, in one write."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        if self._writable() is None:
             return
         if self._raw_stream:
-            transport.write(b"".join(chunks))
+            self._write(b"".join(chunks))
             return
-        transport.write(
-            b"".join([b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in chunks if chunk])
-        )
+        self._write(b"".join([b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in chunks if chunk]))
 
     def end_stream(self) -> None:
         """Finish a streamed answer (and close the connection when it is not kept alive)."""
-        transport = self._transport
-        request = self._request
-        if transport is None or request is None or transport.is_closing():
+        request = self._writable()
+        if request is None:
             return
         if not self._raw_stream:
-            transport.write(b"0\r\n\r\n")
+            self._write(b"0\r\n\r\n")
         if not request.keep_alive:
-            transport.close()
+            self._close()
 
     def drop(self) -> None:
         """Close the connection without answering the current request."""
         if self._transport is not None:
-            self._transport.close()
+            self._close()
 
     def abort(self) -> None:
         """Close the connection at once, discarding unsent data."""
+        self._out.clear()
         if self._transport is not None:
             self._transport.abort()
 
@@ -423,6 +458,8 @@ class HttpServer:
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._queued: list[HttpConnection] = []
+        self._flush_handle: asyncio.Handle | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; return the real port (useful with port 0)."""
@@ -433,6 +470,19 @@ class HttpServer:
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
+    def queue(self, connection: HttpConnection) -> None:
+        """Flush ``connection`` at the end of this event-loop iteration."""
+        if not self._queued:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        self._queued.append(connection)
+
+    def flush(self) -> None:
+        """Hand every queued answer to its transport."""
+        queued, self._queued = self._queued, []
+        self._flush_handle = None
+        for connection in queued:
+            connection.flush()
+
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a running answer task until it is done."""
         self.tasks.add(task)
@@ -442,6 +492,10 @@ class HttpServer:
         """Stop listening, abort every connection and wait for every answer task to end."""
         if self._server is not None:
             self._server.close()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._queued.clear()
         for connection in list(self.connections):
             connection.abort()
         tasks = list(self.tasks)
