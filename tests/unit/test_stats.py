@@ -424,3 +424,14 @@ def test_summary_has_the_numbers() -> None:
     assert "cost       $1.40" in text
     assert "40 InternalServerError" in text
     assert len(text.splitlines()) <= 12
+
+
+def test_total_tokens_are_read_from_raw_answers_without_decoding() -> None:
+    from fastllm.engine.results import total_tokens_of
+
+    assert total_tokens_of(None, b'{"usage":{"prompt_tokens":3,"total_tokens": 15 }}') == 15
+    nested = b'{"usage":{"total_tokens":7,"prompt_tokens_details":{"cached_tokens":1}}}'
+    assert total_tokens_of(None, nested) == 7
+    assert total_tokens_of(None, b'{"choices":[]}') == 0
+    assert total_tokens_of(None, b'{"usage":{"total_tokens":"many"}}') == 0
+    assert total_tokens_of({"usage": {"total_tokens": 4}}) == 4

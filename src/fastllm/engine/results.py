@@ -9,7 +9,6 @@ read. A failed result has ``ok == False`` and the typed exception in ``error``.
 from __future__ import annotations
 
 import base64
-import re
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -246,14 +245,12 @@ def _as_floats(embedding: object) -> list[float]:
     return []
 
 
-_TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
-
-
 def total_tokens_of(body: dict[str, Any] | None, raw: bytes | None = None) -> int:
     """``usage.total_tokens`` of an answer, read from the raw bytes without decoding them.
 
     In JSON text a quote inside a string is escaped, so the last ``"total_tokens":``
-    in the bytes is a key: the usage's (answers put ``usage`` last).
+    in the bytes is a key: the usage's (answers put ``usage`` last). The number runs
+    to the next ``,`` or ``}``; ``int`` ignores the whitespace around it.
     """
     if body is not None:
         usage = body.get("usage")
@@ -263,5 +260,10 @@ def total_tokens_of(body: dict[str, Any] | None, raw: bytes | None = None) -> in
     at = raw.rfind(b'"total_tokens"')
     if at < 0:
         return 0
-    found = _TOTAL_TOKENS.match(raw, at)
-    return int(found.group(1)) if found else 0
+    colon = raw.find(b":", at + 14) + 1
+    comma, brace = raw.find(b",", colon), raw.find(b"}", colon)
+    end = min(comma, brace) if comma > 0 and brace > 0 else max(comma, brace)
+    try:
+        return int(raw[colon:end]) if colon > 0 and end > 0 else 0
+    except ValueError:
+        return 0
