@@ -102,7 +102,6 @@ class Scheduler:
         self._rng = random.Random()
         self._namespace = settings.provider.cache_namespace
         self._cooldown_ends = 0.0
-        self.planned = 0
 
     # -- the run ----------------------------------------------------------------------
     async def run(
@@ -137,10 +136,6 @@ class Scheduler:
                 self._session = _open_session(self._s.concurrency)
             self._workers.append(asyncio.ensure_future(self._work(self._session)))
 
-    def cache_key(self, request_id: str) -> str:
-        """The cache key of a request id for this run's provider."""
-        return f"{self._namespace}:{request_id}"
-
     # -- planner ----------------------------------------------------------------------
     async def _plan(self, chunks: ChunkSource) -> None:
         order = 0
@@ -152,7 +147,6 @@ class Scheduler:
                 except RequestFormatError as exc:
                     self._fail_unparsed(order, item, exc)
                 order += 1
-            self.planned = order
             await self._admit(requests)
         self._planning = False
         self._maybe_finish()

@@ -14,12 +14,26 @@ from typing import Any
 
 import orjson
 
-from fastllm.errors import APIStatusError, status_error_class
+from fastllm.errors import APIStatusError, ResponseDecodingError, status_error_class
 from fastllm.retry.classify import parse_retry_after, parse_should_retry
 
-__all__ = ["error_from_response", "redact"]
+__all__ = ["error_from_response", "loads_or_fail", "redact"]
 
 _MAX_MESSAGE = 500
+
+
+def loads_or_fail(data: bytes, secret: str | None, what: str) -> Any:
+    """``data`` parsed as JSON, or a :class:`ResponseDecodingError` with a redacted preview.
+
+    Raised outside the ``except`` block on purpose: the decoder's error would be kept
+    as the context, and its ``.doc`` is the whole unredacted text.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    preview = redact(data[:200].decode("utf-8", "replace"), secret)
+    raise ResponseDecodingError(f"{what} is not valid JSON: {preview!r}")
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -22,14 +22,13 @@ from fastllm.errors import (
     ResponseDecodingError,
 )
 from fastllm.providers.base import Provider, ProviderResponse
-from fastllm.providers.http_errors import error_from_response, redact
+from fastllm.providers.http_errors import error_from_response, loads_or_fail, redact
 from fastllm.providers.sse import StreamAssembler
 from fastllm.requests.model import Endpoint, Request
 
 __all__ = ["DEFAULT_API_BASE", "OpenAIProvider"]
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-_NOT_JSON: Any = object()
 
 # Errors that mean "the connection was gone before the server saw the request":
 # a pooled keep-alive connection the server had closed. Worth one immediate re-send.
@@ -144,13 +143,7 @@ class OpenAIProvider(Provider):
         return ProviderResponse(assembler.result(), None, response.headers, ttft)
 
     def _decode(self, raw: bytes, endpoint: Endpoint) -> dict[str, Any]:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = _NOT_JSON  # not chained: the decoder error's .doc is the unredacted body
-        if body is _NOT_JSON:
-            preview = redact(raw[:200].decode("utf-8", "replace"), self.api_key)
-            raise ResponseDecodingError(f"the answer is not valid JSON: {preview!r}")
+        body = loads_or_fail(raw, self.api_key, "the answer")
         if not isinstance(body, dict):
             raise ResponseDecodingError("the answer is not a JSON object", retryable=False)
         field = "choices" if endpoint is Endpoint.CHAT_COMPLETIONS else "data"

@@ -11,14 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from fastllm.errors import ResponseDecodingError
-from fastllm.providers.http_errors import redact
+from fastllm.providers.http_errors import loads_or_fail, redact
 
 __all__ = ["StreamAssembler"]
-
-_NOT_JSON: Any = object()
 
 
 @dataclass
@@ -62,13 +58,7 @@ class StreamAssembler:
         if data == b"[DONE]":
             self.done = True
             return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            chunk = _NOT_JSON  # not chained: the decoder error's .doc is the unredacted event
-        if chunk is _NOT_JSON:
-            preview = redact(data[:200].decode("utf-8", "replace"), self._secret)
-            raise ResponseDecodingError(f"stream event is not JSON: {preview!r}")
+        chunk = loads_or_fail(data, self._secret, "a stream event")
         if not isinstance(chunk, dict):
             raise ResponseDecodingError("stream event is not a JSON object")
         if "error" in chunk:
