@@ -147,7 +147,11 @@ def ray_local() -> Iterator[Any]:
         # the actors unpickle PidMapper (defined here) by importing this module
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, paths))}},
     )
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # start the whole actor pool before any block is handed out: otherwise on a slow
+    # machine the first actor up can take every block while the second is still starting
+    context.wait_for_min_actors_s = 600
     try:
         yield ray
     finally:
