@@ -9,6 +9,7 @@ import pytest
 
 from fastllm import RequestBatch, RequestFormatError, compute_request_hash
 from fastllm.errors import ConfigurationError
+from fastllm.requests import request_from_item
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -269,3 +270,182 @@ def test_lines_added_by_hand_are_still_checked_by_the_engine() -> None:
     assert isinstance(items[0], Request)
     assert items[1] is batch.requests[1]  # not checked yet: the engine parses it
     assert list(RequestBatch.prepared(batch.requests)) == batch.requests
+
+
+# -- what the engine runs for a batch's lines (built from the lines when it plans) --------
+
+
+def _planned(batch: RequestBatch) -> list:
+    return list(RequestBatch.prepared(batch))
+
+
+def test_every_created_line_is_planned_as_its_checked_request() -> None:
+    from fastllm.requests import Request
+
+    batch = _batch("a", "b")
+    rid = batch.embeddings.create(model="e", input=["x"])
+    items = _planned(batch)
+    assert all(isinstance(item, Request) for item in items)
+    for order, (item, line) in enumerate(zip(items, batch.requests, strict=True)):
+        assert item.order == order
+        assert item.custom_id == line["custom_id"]
+        assert item.body is line["body"]  # the line's own body: nothing copied
+        assert item.url == line["url"]
+        assert item.request_id == compute_request_hash(line["body"], line["url"])
+    assert items[2].request_id == rid
+
+
+def test_create_builds_the_body_in_parameter_order_without_none_or_tracking_keys() -> None:
+    batch = RequestBatch()
+    batch.chat.completions.create(
+        messages=MESSAGES,
+        model="m",
+        seed=3,
+        temperature=0.5,
+        top_k=None,
+        zeta=1,
+        alpha=2,
+        _order_id=4,
+        _request_id="x",
+    )
+    body = batch.requests[0]["body"]
+    assert list(body) == ["model", "messages", "temperature", "seed", "zeta", "alpha"]
+    batch.embeddings.create(user="u", input="x", model="e", dimensions=None, extra_field=[1])
+    assert list(batch.requests[1]["body"]) == ["model", "input", "user", "extra_field"]
+
+
+def test_the_first_wrong_field_in_openai_order_is_named_whatever_the_key_order() -> None:
+    body = {"n": 1.5, "model": "m", "messages": MESSAGES, "temperature": "hot"}
+    with pytest.raises(RequestFormatError) as info:
+        RequestBatch().add("/v1/chat/completions", body)
+    assert info.value.field == "temperature"
+
+
+def test_add_copies_the_callers_body() -> None:
+    batch = RequestBatch()
+    body = {"model": "m", "messages": MESSAGES, "temperature": None}
+    rid = batch.add("/v1/chat/completions", body)
+    body["messages"] = [{"role": "user", "content": "changed"}]  # the caller reuses its dict
+    (item,) = _planned(batch)
+    assert item.body == {"model": "m", "messages": MESSAGES}
+    assert item.request_id == rid
+    assert "temperature" in body  # the caller's dict is not cleaned in place
+
+
+def test_a_line_whose_body_was_replaced_is_checked_again() -> None:
+    batch = _batch("a", "b")
+    new_body = {"model": "m", "messages": [{"role": "user", "content": "new"}]}
+    batch.requests[0]["body"] = new_body
+    first, second = _planned(batch)
+    assert first is batch.requests[0]  # parsed by the engine: new body, new id
+    assert request_from_item(first, 0).request_id == compute_request_hash(new_body)
+    assert second.body["messages"][0]["content"] == "b"
+
+
+def test_a_line_whose_url_or_method_was_changed_is_checked_again() -> None:
+    batch = _batch("a", "b")
+    batch.requests[0]["url"] = "/v1/embeddings"
+    batch.requests[1]["method"] = "GET"
+    first, second = _planned(batch)
+    assert first is batch.requests[0]
+    assert second is batch.requests[1]
+    with pytest.raises(RequestFormatError, match="method"):
+        request_from_item(second, 1)
+
+
+def test_an_edited_custom_id_is_the_one_planned() -> None:
+    batch = _batch("a")
+    rid = batch.requests[0]["custom_id"].split("#")[0]
+    batch.requests[0]["custom_id"] = "mine"
+    (item,) = _planned(batch)
+    assert item.custom_id == "mine"
+    assert item.request_id == rid  # the id is the content's, not the custom id's
+
+
+def test_lines_removed_inserted_or_replaced_by_hand_keep_their_own_ids() -> None:
+    from fastllm.requests import Request
+
+    batch = _batch("a", "b", "c")
+    del batch.requests[0]
+    batch.requests.insert(1, {**batch.requests[1], "custom_id": "copy"})
+    batch.chat.completions.create(model="m", messages=[{"role": "user", "content": "d"}])
+    batch.requests.append(
+        {
+            "custom_id": "hand",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "e", "input": "x"},
+        }
+    )
+    batch.chat.completions.create(model="m", messages=[{"role": "user", "content": "e"}])
+    planned = [request_from_item(item, order) for order, item in enumerate(_planned(batch))]
+    assert [r.body.get("messages", [{"content": "x"}])[0]["content"] for r in planned] == [
+        "b",
+        "c",
+        "c",
+        "d",
+        "x",
+        "e",
+    ]
+    for order, (request, line) in enumerate(zip(planned, batch.requests, strict=True)):
+        assert request.order == order
+        assert request.custom_id == line["custom_id"]
+        assert request.request_id == compute_request_hash(line["body"], line["url"])
+    assert isinstance(_planned(batch)[-1], Request)  # lines added after still reuse their check
+
+
+def test_a_batch_planned_while_it_grows_plans_the_new_lines_too() -> None:
+    batch = _batch("a")
+    seen = []
+    for item in RequestBatch.prepared(batch):
+        seen.append(item.body["messages"][0]["content"])
+        if len(batch) < 3:
+            batch.chat.completions.create(model="m", messages=[{"role": "user", "content": "more"}])
+    assert seen == ["a", "more", "more"]
+
+
+def test_from_jsonl_keeps_the_line_and_plans_the_cleaned_request(tmp_path: Path) -> None:
+    from fastllm.requests import Request
+
+    body = {"model": "m", "messages": MESSAGES}
+    rows = [
+        {"custom_id": "clean", "method": "POST", "url": "/v1/chat/completions", "body": body},
+        {"custom_id": "nones", "url": "chat/completions", "body": {**body, "seed": None}},
+        {"method": "POST", "url": "/v1/chat/completions", "body": body},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n\n".join(json.dumps(row) for row in rows) + "\n")
+    batch = RequestBatch.from_jsonl(path)
+    assert batch.requests == rows  # the lines as written
+    items = _planned(batch)
+    assert all(isinstance(item, Request) for item in items)
+    assert [item.order for item in items] == [0, 1, 2]
+    assert items[0].body is batch.requests[0]["body"]
+    assert items[1].body == body  # cleaned for sending; the line keeps its None
+    assert batch.requests[1]["body"]["seed"] is None
+    rid = compute_request_hash(body)
+    assert {item.request_id for item in items} == {rid}
+    assert [item.custom_id for item in items[:2]] == ["clean", "nones"]
+    assert items[2].custom_id == f"{rid}#4"  # generated from its line index, as before
+    merged = RequestBatch.merge([batch])
+    assert [line["custom_id"] for line in merged] == ["clean", "nones", f"{rid}#2"]
+    assert merged.requests[1]["body"] == body
+
+
+def test_merging_a_batch_with_itself() -> None:
+    batch = _batch("a", "b")
+    merged = RequestBatch.merge([batch, batch])
+    items = _planned(merged)
+    assert [item.body["messages"][0]["content"] for item in items] == ["a", "b", "a", "b"]
+    assert [item.order for item in items] == [0, 1, 2, 3]
+    assert items[0].request_id == items[2].request_id
+    assert [line["custom_id"].rsplit("#", 1)[1] for line in merged] == ["0", "1", "2", "3"]
+
+
+def test_a_pickled_batch_plans_the_same() -> None:
+    import pickle
+
+    batch = _batch("a", "b")
+    again = pickle.loads(pickle.dumps(batch))
+    assert again.requests == batch.requests
+    assert _planned(again) == _planned(batch)

@@ -33,7 +33,8 @@ def parse_line(raw: bytes, index: int, number: int) -> Item:
         error.__cause__ = exc
         return error
     try:
-        return request_from_line(line, index, line_number=number)
+        # the parsed line is this item's alone: its body is used as it is, not copied
+        return request_from_line(line, index, line_number=number, share_body=True)
     except RequestFormatError as exc:
         custom_id = line.get("custom_id") if isinstance(line, dict) else None
         if exc.custom_id is None and isinstance(custom_id, str):

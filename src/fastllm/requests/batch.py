@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from fastllm.requests.hashing import clean_body, hash_clean_body
+from fastllm.errors import RequestFormatError
+from fastllm.requests.hashing import clean_body, digest_clean_body
 from fastllm.requests.jsonl import BadLine, iter_checked_lines, write_jsonl
-from fastllm.requests.model import Endpoint, Request
+from fastllm.requests.model import TRACKING_KEYS, Endpoint, Request
 from fastllm.requests.validation import validate_body
 
 __all__ = ["BATCH_API_MAX_BYTES", "BATCH_API_MAX_LINES", "RequestBatch"]
@@ -24,6 +25,12 @@ __all__ = ["BATCH_API_MAX_BYTES", "BATCH_API_MAX_LINES", "RequestBatch"]
 #: Limits of one OpenAI Batch API input file.
 BATCH_API_MAX_LINES = 50_000
 BATCH_API_MAX_BYTES = 200 * 1024 * 1024
+
+_DIGEST = 16  # bytes of a request id
+#: a checked line's endpoint by its one-byte code (0: not checked)
+_CODES: tuple[Endpoint | None, ...] = (None, *Endpoint)
+_CHAT = Endpoint.CHAT_COMPLETIONS
+_EMBEDDINGS = Endpoint.EMBEDDINGS
 
 
 class RequestBatch:
@@ -34,32 +41,72 @@ class RequestBatch:
 
     Lines are checked and hashed once, when they are added, and the engine reuses
     that work; so add lines (``create``, ``add``, ``merge``, or append new dicts to
-    ``requests``) rather than editing a line's body in place.
+    ``requests``) rather than editing a line's body in place. A line whose body was
+    replaced, or that was added by hand, is checked when the batch runs.
     """
 
     def __init__(self, requests: Iterable[dict[str, Any]] = ()) -> None:
         self.requests: list[dict[str, Any]] = list(requests)
         self.bad_lines: list[BadLine] = []
-        # id(line) -> (line, its checked Request): work done once, at add time
-        self._checked: dict[int, tuple[dict[str, Any], Request]] = {}
+        # What adding a line found, by its position in ``requests``: its body (the
+        # object), its endpoint's code (0: not checked) and its request id's 16 bytes.
+        # The engine rebuilds a line's Request from these, a chunk at a time, while
+        # the same body is at that position; about 25 bytes a line.
+        self._bodies: list[dict[str, Any] | None] = []
+        self._codes = bytearray()
+        self._digests = bytearray()
+        # from_jsonl lines whose Request is not their own content (a body with values
+        # to clean, no custom_id): position -> (line, its Request); rare
+        self._special: dict[int, tuple[dict[str, Any], Request]] = {}
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
 
     # -- building -----------------------------------------------------------------
     def add(self, url: Endpoint | str, body: dict[str, Any]) -> str:
         """Append a request for ``url`` with ``body``; return its request id (the cache key)."""
-        endpoint = Endpoint.from_url(url)
-        cleaned = clean_body(body)
-        validate_body(endpoint, cleaned)
-        request_id = hash_clean_body(endpoint, cleaned)
-        order = len(self.requests)
-        self._append(Request(f"{request_id}#{order}", endpoint, cleaned, request_id, order))
+        return self._add_clean(Endpoint.from_url(url), clean_body(body))
+
+    def _add_clean(self, endpoint: Endpoint, body: dict[str, Any]) -> str:
+        """Check, hash and append a cleaned body the batch owns; return its request id."""
+        validate_body(endpoint, body)
+        digest = digest_clean_body(endpoint, body)
+        request_id = digest.hex()
+        requests = self.requests
+        position = len(requests)
+        self._note(position, body, endpoint, digest)
+        requests.append(
+            {
+                "custom_id": f"{request_id}#{position}",
+                "method": "POST",
+                "url": endpoint._value_,
+                "body": body,
+            }
+        )
         return request_id
 
-    def _append(self, request: Request) -> None:
-        line = request.to_batch_line()
-        self.requests.append(line)
-        self._checked[id(line)] = (line, request)
+    def _note(self, position: int, body: dict[str, Any], endpoint: Endpoint, digest: bytes) -> None:
+        """Remember what checking the line at ``position`` found."""
+        bodies = self._bodies
+        if len(bodies) != position:
+            self._align(position)
+        bodies.append(body)
+        self._codes.append(_CODES.index(endpoint))
+        self._digests += digest
+
+    def _align(self, position: int) -> None:
+        """Make the records cover positions below ``position`` (lines added or removed by hand)."""
+        have = len(self._bodies)
+        if have > position:
+            del self._bodies[position:]
+            del self._codes[position:]
+            del self._digests[position * _DIGEST :]
+            for stale in [at for at in self._special if at >= position]:
+                del self._special[stale]
+        else:
+            missing = position - have
+            self._bodies.extend([None] * missing)
+            self._codes.extend(bytes(missing))
+            self._digests.extend(bytes(missing * _DIGEST))
 
     @staticmethod
     def prepared(items: Iterable[Any]) -> Iterable[Any]:
@@ -69,10 +116,33 @@ class RequestBatch:
         return items
 
     def _iter_checked(self) -> Iterator[Request | dict[str, Any]]:
-        checked = self._checked
-        for line in self.requests:
-            entry = checked.get(id(line))
-            yield entry[1] if entry is not None and entry[0] is line else line
+        """Each line as a :class:`Request` built from what adding it found, made as it is
+        taken; a line added by hand or changed since (another body, url or method) as is."""
+        bodies, codes, digests, special = self._bodies, self._codes, self._digests, self._special
+        for position, line in enumerate(self.requests):
+            if position < len(bodies) and codes[position] and type(line) is dict:
+                body = bodies[position]
+                endpoint = _CODES[codes[position]]
+                custom_id = line.get("custom_id")
+                url = line.get("url")
+                if (
+                    line.get("body") is body
+                    and body is not None
+                    and endpoint is not None
+                    and type(custom_id) is str
+                    and (url is endpoint._value_ or _endpoint_of(url) is endpoint)
+                    and line.get("method", "POST") == "POST"
+                ):
+                    at = position * _DIGEST
+                    request_id = digests[at : at + _DIGEST].hex()
+                    yield Request(custom_id, endpoint, body, request_id, position)
+                    continue
+            if special:
+                entry = special.get(position)
+                if entry is not None and entry[0] is line:
+                    yield entry[1]
+                    continue
+            yield line
 
     # -- container protocol -------------------------------------------------------
     def __len__(self) -> int:
@@ -104,19 +174,25 @@ class RequestBatch:
         ``<request_id>#<order>`` get their new order, other custom ids are kept.
         """
         merged = cls()
+        requests = merged.requests
         for batch in batches:
             for item in batch._iter_checked():
-                order = len(merged.requests)
+                order = len(requests)
                 if isinstance(item, Request):
-                    custom_id = _renumbered_id(item.custom_id, order)
-                    merged._append(
-                        Request(custom_id, item.endpoint, item.body, item.request_id, order)
+                    endpoint = item.endpoint
+                    merged._note(order, item.body, endpoint, bytes.fromhex(item.request_id))
+                    requests.append(
+                        {
+                            "custom_id": _renumbered_id(item.custom_id, order),
+                            "method": "POST",
+                            "url": endpoint._value_,
+                            "body": item.body,
+                        }
                     )
                 elif "custom_id" in item:
-                    line = {**item, "custom_id": _renumbered_id(item["custom_id"], order)}
-                    merged.requests.append(line)
+                    requests.append({**item, "custom_id": _renumbered_id(item["custom_id"], order)})
                 else:
-                    merged.requests.append(dict(item))
+                    requests.append(dict(item))
         return merged
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> None:
@@ -136,14 +212,20 @@ class RequestBatch:
         line number; with ``on_error="skip"`` it is left out and listed in ``bad_lines``.
         """
         batch = cls()
+        requests = batch.requests
         for item in iter_checked_lines(path, on_error=on_error):
             if isinstance(item, BadLine):
                 batch.bad_lines.append(item)
                 continue
             line, request = item
-            request.order = len(batch.requests)
-            batch.requests.append(line)
-            batch._checked[id(line)] = (line, request)
+            position = len(requests)
+            if request.body is line["body"] and request.custom_id is line.get("custom_id"):
+                digest = bytes.fromhex(request.request_id)
+                batch._note(position, request.body, request.endpoint, digest)
+            else:
+                request.order = position
+                batch._special[position] = (line, request)
+            requests.append(line)
         return batch
 
     def split_for_batch_api(
@@ -156,6 +238,24 @@ class RequestBatch:
         from fastllm.requests.splitting import split_lines
 
         return [RequestBatch(part) for part in split_lines(self.requests, max_lines, max_bytes)]
+
+
+def _given(*pairs: tuple[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _put_extra(body: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Add the caller's other fields, as :func:`~fastllm.requests.hashing.clean_body` would."""
+    for key, value in extra.items():
+        if value is not None and key not in TRACKING_KEYS:
+            body[key] = value
+
+
+def _endpoint_of(url: object) -> Endpoint | None:
+    try:
+        return Endpoint.from_url(url)
+    except RequestFormatError:
+        return None
 
 
 def _renumbered_id(custom_id: Any, order: int) -> Any:
@@ -202,28 +302,46 @@ class _Completions:
         ``model`` and ``messages`` are required: leaving one out raises
         :class:`~fastllm.errors.RequestFormatError` naming it, as any invalid value does.
         """
-        body = {
-            "model": model,
-            "messages": messages,
-            "temperature": temperature,
-            "top_p": top_p,
-            "n": n,
-            "stop": stop,
-            "max_completion_tokens": max_completion_tokens,
-            "max_tokens": max_tokens,
-            "presence_penalty": presence_penalty,
-            "frequency_penalty": frequency_penalty,
-            "logit_bias": logit_bias,
-            "user": user,
-            "response_format": response_format,
-            "seed": seed,
-            "tools": tools,
-            "tool_choice": tool_choice,
-            "stream": stream,
-            "stream_options": stream_options,
-            **extra,
-        }
-        return self._batch.add(Endpoint.CHAT_COMPLETIONS, body)
+        # The body as sent, built without the None values (no copy to clean afterwards).
+        if model is not None and messages is not None:
+            body: dict[str, Any] = {"model": model, "messages": messages}
+        else:
+            body = _given(("model", model), ("messages", messages))
+        if temperature is not None:
+            body["temperature"] = temperature
+        if top_p is not None:
+            body["top_p"] = top_p
+        if n is not None:
+            body["n"] = n
+        if stop is not None:
+            body["stop"] = stop
+        if max_completion_tokens is not None:
+            body["max_completion_tokens"] = max_completion_tokens
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if presence_penalty is not None:
+            body["presence_penalty"] = presence_penalty
+        if frequency_penalty is not None:
+            body["frequency_penalty"] = frequency_penalty
+        if logit_bias is not None:
+            body["logit_bias"] = logit_bias
+        if user is not None:
+            body["user"] = user
+        if response_format is not None:
+            body["response_format"] = response_format
+        if seed is not None:
+            body["seed"] = seed
+        if tools is not None:
+            body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if stream is not None:
+            body["stream"] = stream
+        if stream_options is not None:
+            body["stream_options"] = stream_options
+        if extra:
+            _put_extra(body, extra)
+        return self._batch._add_clean(_CHAT, body)
 
 
 class _Chat:
@@ -254,12 +372,16 @@ class _Embeddings:
         ``model`` and ``input`` are required (a :class:`~fastllm.errors.RequestFormatError`
         names the one missing).
         """
-        body = {
-            "model": model,
-            "input": input,
-            "dimensions": dimensions,
-            "encoding_format": encoding_format,
-            "user": user,
-            **extra,
-        }
-        return self._batch.add(Endpoint.EMBEDDINGS, body)
+        if model is not None and input is not None:
+            body: dict[str, Any] = {"model": model, "input": input}
+        else:
+            body = _given(("model", model), ("input", input))
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        if encoding_format is not None:
+            body["encoding_format"] = encoding_format
+        if user is not None:
+            body["user"] = user
+        if extra:
+            _put_extra(body, extra)
+        return self._batch._add_clean(_EMBEDDINGS, body)

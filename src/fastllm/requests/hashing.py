@@ -20,7 +20,14 @@ import xxhash
 from fastllm.errors import RequestFormatError
 from fastllm.requests.model import TRACKING_KEYS, Endpoint
 
-__all__ = ["clean_body", "compute_request_hash", "hash_clean_body", "infer_endpoint"]
+__all__ = [
+    "clean_body",
+    "compute_request_hash",
+    "digest_clean_body",
+    "hash_clean_body",
+    "infer_endpoint",
+    "sent_body",
+]
 
 _LEGACY_TYPES = {"chat_completion": Endpoint.CHAT_COMPLETIONS, "embedding": Endpoint.EMBEDDINGS}
 
@@ -30,13 +37,33 @@ def clean_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None and k not in TRACKING_KEYS}
 
 
-def hash_clean_body(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
-    """The request id of an already cleaned body (the engine's fast path)."""
+def sent_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` itself when it is a dict with nothing to clean, else :func:`clean_body` of it.
+
+    For bodies nobody else will change (parsed from a file, built by FastLLM): a
+    body that needs no cleaning is then not copied.
+    """
+    if type(body) is dict:
+        for key, value in body.items():
+            if value is None or key in TRACKING_KEYS:
+                return clean_body(body)
+        return body
+    return clean_body(body)
+
+
+def digest_clean_body(endpoint: Endpoint, body: Mapping[str, Any]) -> bytes:
+    """The 16 bytes of the request id of an already cleaned body (its hex is the id)."""
     try:
-        canonical = orjson.dumps((endpoint.value, body), option=orjson.OPT_SORT_KEYS)
+        # ``_value_``: the url without the (slow) ``Enum.value`` descriptor
+        canonical = orjson.dumps((endpoint._value_, body), option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise RequestFormatError(f"body is not JSON-serialisable: {exc}", field="body") from exc
-    return xxhash.xxh3_128_hexdigest(canonical)
+    return xxhash.xxh3_128_digest(canonical)
+
+
+def hash_clean_body(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
+    """The request id of an already cleaned body (the engine's fast path)."""
+    return digest_clean_body(endpoint, body).hex()
 
 
 def infer_endpoint(body: Mapping[str, Any]) -> Endpoint:

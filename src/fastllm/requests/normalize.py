@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastllm.errors import RequestFormatError
-from fastllm.requests.hashing import clean_body, hash_clean_body, infer_endpoint
+from fastllm.requests.hashing import clean_body, hash_clean_body, infer_endpoint, sent_body
 from fastllm.requests.model import Endpoint, Request
 from fastllm.requests.validation import validate_body
 
@@ -23,9 +23,18 @@ def is_batch_line(item: Mapping[str, Any]) -> bool:
 
 
 def request_from_line(
-    line: Mapping[str, Any], order: int, *, line_number: int | None = None
+    line: Mapping[str, Any],
+    order: int,
+    *,
+    line_number: int | None = None,
+    share_body: bool = False,
 ) -> Request:
-    """A :class:`Request` from an OpenAI Batch input line."""
+    """A :class:`Request` from an OpenAI Batch input line.
+
+    The request's body is a cleaned copy of the line's; with ``share_body`` (a line
+    nobody else holds, such as one just parsed from a file) it is the line's own body
+    when that needs no cleaning.
+    """
     if not isinstance(line, Mapping):
         raise RequestFormatError(
             f"a batch line must be an object, got {type(line).__name__}", line=line_number
@@ -44,7 +53,7 @@ def request_from_line(
         raise RequestFormatError(
             "body must be an object", line=line_number, field="body", custom_id=custom_id
         )
-    body = clean_body(raw_body)
+    body = sent_body(raw_body) if share_body else clean_body(raw_body)
     try:
         validate_body(endpoint, body, line=line_number)
         request_id = hash_clean_body(endpoint, body)

@@ -43,7 +43,7 @@ _EMBEDDING_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 def validate_body(endpoint: Endpoint, body: Mapping[str, Any], *, line: int | None = None) -> None:
     """Raise :class:`RequestFormatError` naming the field when ``body`` cannot be valid."""
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         raise RequestFormatError(f"body must be an object, got {type(body).__name__}", line=line)
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -60,6 +60,20 @@ def validate_body(endpoint: Endpoint, body: Mapping[str, Any], *, line: int | No
 
 
 def _check_types(
+    body: Mapping[str, Any], types: dict[str, tuple[tuple[type, ...], str]], line: int | None
+) -> None:
+    # Walk the body's few keys, not every typed field; on a wrong value the fields are
+    # walked in their listed order, so the one named is the same whatever the key order.
+    for field, value in body.items():
+        spec = types.get(field)
+        if spec is None or value is None:
+            continue
+        allowed = spec[0]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            _raise_first_wrong(body, types, line)
+
+
+def _raise_first_wrong(
     body: Mapping[str, Any], types: dict[str, tuple[tuple[type, ...], str]], line: int | None
 ) -> None:
     for field, (allowed, label) in types.items():
@@ -79,12 +93,15 @@ def _check_messages(messages: object, line: int | None) -> None:
             "messages is required (a non-empty list of messages)", line=line, field="messages"
         )
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise RequestFormatError(
-                "each message must be an object with a string 'role'",
-                line=line,
-                field=f"messages[{i}]",
-            )
+        if (type(message) is dict or isinstance(message, Mapping)) and isinstance(
+            message.get("role"), str
+        ):
+            continue
+        raise RequestFormatError(
+            "each message must be an object with a string 'role'",
+            line=line,
+            field=f"messages[{i}]",
+        )
 
 
 def _check_input(value: object, line: int | None) -> None:
