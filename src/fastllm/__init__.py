@@ -3,7 +3,10 @@
 >>> from fastllm import RequestBatch, RequestManager, OpenAIProvider
 """
 
+from __future__ import annotations
+
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from fastllm.cache import CacheProvider, DiskCache, InMemoryCache, RedisCache
 from fastllm.engine import RequestManager, ResponseWrapper
@@ -23,16 +26,11 @@ from fastllm.errors import (
 from fastllm.limits import RateLimit
 from fastllm.observe import ProgressTracker, TokenStats
 from fastllm.providers import OpenAIProvider, Provider
-from fastllm.requests import (
-    Endpoint,
-    LLMRequest,
-    LLMResponse,
-    Message,
-    Request,
-    RequestBatch,
-    compute_request_hash,
-)
+from fastllm.requests import Endpoint, Request, RequestBatch, compute_request_hash
 from fastllm.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from fastllm.requests.seed_models import LLMRequest, LLMResponse, Message
 
 try:
     __version__ = version("fastllm-kit")
@@ -71,3 +69,12 @@ __all__ = [
     "TokenStats",
     "compute_request_hash",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Message``, ``LLMRequest`` and ``LLMResponse``, imported on first access."""
+    if name in {"LLMRequest", "LLMResponse", "Message"}:
+        from fastllm.requests import seed_models
+
+        return getattr(seed_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

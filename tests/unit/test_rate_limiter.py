@@ -575,3 +575,90 @@ async def test_auto_mode_counts_requests_sent_before_the_limit_was_known() -> No
     limiter.settle(blind[0], 10)
     (learned,) = limiter.snapshot().limits
     assert learned.available == pytest.approx(55, abs=0.01)
+
+
+async def test_try_acquire_takes_at_once_or_leaves_it_to_acquire() -> None:
+    limiter, clock = fake_limiter(RateLimit(requests=2, per="1s"))
+    first = limiter.try_acquire(0)
+    assert first is not None
+    assert first.waited == 0.0
+    assert limiter.try_acquire(0) is not None
+    assert limiter.try_acquire(0) is None  # empty: nothing taken, acquire must wait
+    assert limiter.snapshot().limits[0].available == pytest.approx(0.0)
+    waiting = asyncio.ensure_future(limiter.acquire(0))
+    await asyncio.sleep(0)
+    clock.now += 0.1  # a little refilled, yet a waiter is queued: no jumping the queue
+    assert limiter.try_acquire(0) is None
+    await waiting
+    with pytest.raises(ConfigurationError):
+        limiter.try_acquire(-1)
+
+
+def test_try_acquire_respects_a_cooldown_without_limits() -> None:
+    limiter, clock = fake_limiter()
+    limiter.cooldown(1.0)
+    assert limiter.try_acquire(0) is None
+    clock.now = 1.0
+    assert limiter.try_acquire(0) is not None
+
+
+def test_settle_answer_charges_the_real_usage_only_to_token_budgets() -> None:
+    body = {"model": "m", "max_tokens": 50}
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    limiter, _ = fake_limiter(RateLimit(tokens=1000, per="1m"))
+    reservation = limiter.try_acquire(100)
+    assert reservation is not None
+    limiter.settle_answer(reservation, body, usage, 100)
+    assert reservation.tokens == 60  # prompt + the declared completion budget
+    assert limiter.snapshot().limits[0].available == pytest.approx(940)
+    # requests only: the usage changes nothing, the estimate stands
+    limiter, _ = fake_limiter(RateLimit(requests=10, per="1m"))
+    reservation = limiter.try_acquire(100)
+    assert reservation is not None
+    limiter.settle_answer(reservation, body, usage, 100)
+    assert reservation.tokens == 100
+    assert limiter.snapshot().limits[0].available == pytest.approx(9)
+
+
+def test_settle_answer_sees_blind_answers_in_auto_mode() -> None:
+    limiter = RateLimiter(auto=True)
+    blind = [limiter.try_acquire(10) for _ in range(3)]
+    limiter.settle_answer(blind[0], {}, None, 10)  # answered: no longer counted as in flight
+    limiter.settle_answer(blind[0], {}, None, 10)  # twice is harmless
+    limiter.observe_headers(
+        {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "50"}
+    )
+    (learned,) = limiter.snapshot().limits
+    assert learned.available == pytest.approx(49, abs=0.01)  # one other still in flight
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.booleans(), max_size=300), st.integers(min_value=1, max_value=4))
+def test_adaptive_concurrency_storm_window_is_the_last_50_answers(
+    answers: list[bool], min_signals: int
+) -> None:
+    """The 429-storm test counts exactly the rate-limited answers among the last 50."""
+    from fastllm.limits import AdaptiveConcurrency
+
+    concurrency = AdaptiveConcurrency(10, min_signals=min_signals)
+    for index, limited in enumerate(answers):
+        if limited:
+            concurrency.on_rate_limited()
+        else:
+            concurrency.on_success()
+        recent = answers[max(0, index - 49) : index + 1]
+        count = sum(recent)
+        expected = count >= max(2, min_signals) and count * 5 >= len(recent)
+        assert concurrency.storming == expected
+
+
+def test_counts_tokens_only_with_a_token_budget() -> None:
+    assert not RateLimiter().counts_tokens
+    assert not RateLimiter([RateLimit(requests=10, per="1m")]).counts_tokens
+    assert RateLimiter([RateLimit(tokens=1000, per="1m")]).counts_tokens
+    limiter = RateLimiter(auto=True)
+    assert not limiter.counts_tokens
+    limiter.observe_headers({"x-ratelimit-limit-requests": "60"})
+    assert not limiter.counts_tokens
+    limiter.observe_headers({"x-ratelimit-limit-tokens": "6000"})
+    assert limiter.counts_tokens

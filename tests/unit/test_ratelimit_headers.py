@@ -164,3 +164,15 @@ def test_budget_values_for_the_limiter() -> None:
     assert budget_values({"X-RateLimit-Remaining-Tokens": "12"}) == (None, None, None, 12)
     assert budget_values({"x-ratelimit-reset-tokens": "1s"}) is None  # resets are not needed
     assert budget_values({"x-ratelimit-limit-tokens": "?"}) is None
+
+
+def test_budget_values_from_transport_headers() -> None:
+    """The transport's own header mapping (names stored lowercase) is read directly."""
+    from fastllm.transport import Headers
+
+    mixed = Headers([(key.title(), value) for key, value in FULL.items()])
+    assert budget_values(mixed) == (5000, 4999, 2_000_000, 1_999_000)
+    assert parse_ratelimit_headers(mixed) == parse_ratelimit_headers(FULL)
+    assert budget_values(Headers([("Content-Type", "application/json")])) is None
+    partial = Headers([("X-RateLimit-Remaining-Requests", "7")])
+    assert budget_values(partial) == (None, 7, None, None)

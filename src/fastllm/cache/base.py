@@ -75,7 +75,8 @@ class CacheProvider(ABC):
         """The hits' stored JSON bytes, not decoded: the engine's fast path.
 
         Backends that store bytes return them as they are (checked only to look like a
-        JSON object); this default re-encodes what :meth:`get_many` decoded.
+        JSON object); this default re-encodes what :meth:`get_many` decoded. The dict
+        is a new one, the caller's to change.
         """
         return {key: orjson.dumps(value) for key, value in (await self.get_many(keys)).items()}
 

@@ -95,25 +95,29 @@ class InMemoryCache(CacheProvider):
         return self._live(keys)
 
     def _live(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The bytes of the unexpired entries among ``keys``; counts hits and misses."""
-        data = self._data
-        lookup = data.get
-        touch = data.move_to_end
-        now = self._clock() if self._ttl is not None else 0.0
+        """The bytes of the unexpired entries among ``keys``; counts hits and misses.
+
+        The clock is read only with a ``ttl``, and recency refreshed only when
+        ``max_entries`` makes it matter.
+        """
+        lookup = self._data.get
+        now = self._clock() if self._ttl is not None else 0.0  # expiry is inf without ttl
         found: dict[str, bytes] = {}
-        dropped: list[str] | None = None
+        expired: list[str] = []
         for key in keys:
             entry = lookup(key)
             if entry is None:
                 continue
             if entry[1] <= now:
-                dropped = dropped or []
-                dropped.append(key)
-                continue
-            found[key] = entry[0]
-            touch(key)
-        if dropped is not None:
-            self._remove(dropped)
+                expired.append(key)
+            else:
+                found[key] = entry[0]
+        if expired:
+            self._remove(expired)
+        if self._max_entries is not None:
+            touch = self._data.move_to_end
+            for key in found:
+                touch(key)
         self._hits += len(found)
         self._misses += len(keys) - len(found)
         return found

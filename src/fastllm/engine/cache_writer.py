@@ -1,15 +1,21 @@
-"""Batched cache writes: successes are collected and written many at a time.
+"""Cache writes in groups: what arrives while one write runs goes out in the next.
 
-One ``put_many`` per batch keeps a disk or Redis cache off the hot path; a short
-flush interval bounds what a crash (even SIGKILL) can lose to the last fraction of
-a second of answers. A cache that fails to write degrades to "not cached" with a
-warning; it never fails a request.
+Group commit: a write starts as soon as there is something to write and no write
+running, and takes everything queued meanwhile. A disk or Redis cache so costs one
+``put_many`` per group, never one per answer, yet an answer is stored milliseconds
+after it arrived — no timer, no batch size to tune. :meth:`CacheWriter.add` returns
+a future that completes once the answer's group is written (or failed to be): the
+engine's workers wait on it before they send their next request, so at any moment
+at most ``concurrency`` requests are sent but not stored. A run killed with SIGKILL
+and run again therefore pays twice for at most ``concurrency`` requests.
+
+A cache that fails to write degrades to "not cached" with a warning; it never fails
+a request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from fastllm.cache import CacheProvider
@@ -20,50 +26,38 @@ logger = logging.getLogger(__name__)
 
 
 class CacheWriter:
-    """Collects ``(key, JSON bytes)`` pairs and writes them in batches."""
+    """Writes ``(key, JSON bytes)`` pairs to a cache in groups, one write at a time."""
 
-    def __init__(
-        self, cache: CacheProvider, *, batch_size: int = 256, interval: float = 0.1
-    ) -> None:
+    def __init__(self, cache: CacheProvider) -> None:
         self._cache = cache
-        self._batch_size = batch_size
-        self._interval = interval
         self._pending: dict[str, bytes] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._stored: asyncio.Future[None] | None = None  # completes when _pending is written
         self._writing: asyncio.Task[None] | None = None
         self.failures = 0
 
-    def start(self) -> None:
-        """Start the periodic flush."""
-        self._task = asyncio.get_running_loop().create_task(self._tick())
+    def add(self, key: str, value: bytes) -> asyncio.Future[None]:
+        """Queue one value; the future completes once it is written (or its write failed).
 
-    def add(self, key: str, value: bytes) -> None:
-        """Queue one value; a full batch is written at once (in the background)."""
+        Await it through ``asyncio.shield``: the future is shared by its whole group.
+        """
         self._pending[key] = value
-        if len(self._pending) >= self._batch_size and self._writing is None:
-            self._writing = asyncio.get_running_loop().create_task(self._flush())
+        if self._stored is None:
+            self._stored = asyncio.get_running_loop().create_future()
+        stored = self._stored
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._write_groups())
+        return stored
 
     async def close(self) -> None:
-        """Stop the periodic flush and write everything still queued."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Wait until everything queued is written."""
         if self._writing is not None:
             await asyncio.shield(self._writing)
-        await self._flush()
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            if self._pending and self._writing is None:
-                self._writing = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
+    async def _write_groups(self) -> None:
         try:
             while self._pending:
                 items, self._pending = self._pending, {}
+                stored, self._stored = self._stored, None
                 try:
                     await self._cache.put_many(items)
                 except Exception as exc:  # a cache must never fail the run
@@ -74,5 +68,8 @@ class CacheWriter:
                         type(exc).__name__,
                         exc,
                     )
+                finally:
+                    if stored is not None and not stored.done():
+                        stored.set_result(None)
         finally:
             self._writing = None

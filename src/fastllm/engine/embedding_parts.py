@@ -304,7 +304,7 @@ class Part:
         self,
         vectors: list[Embedding],
         usage: object,
-        write: Callable[[str, bytes], None] | None = None,
+        write: Callable[[str, bytes], object] | None = None,
     ) -> list[Parent]:
         """Hand each vector and its share of ``usage`` to the requests it serves.
 

@@ -376,7 +376,6 @@ class EmbeddingStage:
         if self._writer is None:
             assert self._cache is not None
             self._writer = CacheWriter(self._cache)
-            self._writer.start()
         return self._writer
 
     def _complete(self, parent: Parent) -> None:

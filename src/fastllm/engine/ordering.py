@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import cast
 
 from fastllm.engine.results import ResponseWrapper
 
@@ -17,17 +18,22 @@ class ResultList:
 
     def add(self, result: ResponseWrapper) -> None:
         """Place one result."""
+        items = self._items
         index = result.order
-        if index >= len(self._items):
-            self._items.extend([None] * (index + 1 - len(self._items)))
-        self._items[index] = result
+        if index < len(items):
+            items[index] = result
+            return
+        if index > len(items):
+            items.extend([None] * (index - len(items)))
+        items.append(result)  # the usual case: results mostly arrive in order
 
     def results(self) -> list[ResponseWrapper]:
         """Every result, in request order (all must have arrived)."""
-        missing = [i for i, r in enumerate(self._items) if r is None]
-        if missing:
-            raise RuntimeError(f"results missing for orders {missing[:10]}")  # an engine bug
-        return [r for r in self._items if r is not None]
+        items = self._items
+        if None in items:  # an engine bug
+            missing = [i for i, r in enumerate(items) if r is None]
+            raise RuntimeError(f"results missing for orders {missing[:10]}")
+        return cast("list[ResponseWrapper]", items[:])
 
 
 class OrderedBuffer:

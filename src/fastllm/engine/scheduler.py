@@ -28,21 +28,20 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 
 from fastllm.cache import CacheProvider
 from fastllm.engine.cache_writer import CacheWriter
 from fastllm.engine.inflight import CompletedWindow, Flight
-from fastllm.engine.results import ResponseWrapper, total_tokens_of
+from fastllm.engine.results import ResponseWrapper, total_tokens_in, total_tokens_of
 from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
 from fastllm.limits import AdaptiveConcurrency, RateLimiter, RedisRateLimiter, TokenEstimator
-from fastllm.limits.token_estimate import charged_tokens
 from fastllm.observe.stats import StatsCollector
 from fastllm.providers.base import Provider
 from fastllm.requests.model import Request
 from fastllm.requests.normalize import request_from_item
 from fastllm.retry import RetryPolicy, is_retryable
+from fastllm.transport import HttpSession
 
 __all__ = ["PLAN_CHUNK", "CacheMode", "ChunkSource", "RunSettings", "Scheduler"]
 
@@ -82,7 +81,7 @@ class Scheduler:
         max_ahead: Callable[[int], bool] | None = None,
     ) -> None:
         self._s = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._session: HttpSession | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stats = stats
         self._emit = emit
@@ -112,8 +111,6 @@ class Scheduler:
         Workers and the HTTP session are created on demand, so a run answered from
         the cache opens no connection at all.
         """
-        if self._writer is not None:
-            self._writer.start()
         try:
             await self._plan(chunks if chunks is not None else _chunked(iter(items or ())))
             await asyncio.gather(*self._workers)
@@ -142,41 +139,51 @@ class Scheduler:
         async for chunk in chunks:
             requests: list[Request] = []
             for item in chunk:
-                try:
-                    requests.append(request_from_item(item, order))
-                except RequestFormatError as exc:
-                    self._fail_unparsed(order, item, exc)
+                if isinstance(item, Request) and item.order == order:
+                    requests.append(item)  # the usual case: checked and numbered already
+                else:
+                    try:
+                        requests.append(request_from_item(item, order))
+                    except RequestFormatError as exc:
+                        self._fail_unparsed(order, item, exc)
                 order += 1
             await self._admit(requests)
         self._planning = False
         self._maybe_finish()
 
     async def _admit(self, requests: list[Request]) -> None:
+        """Admit one chunk: answered from the cache, shared, or dispatched.
+
+        A hit's key was neither in flight nor done when it was looked up, and cannot
+        become so except by its own first occurrence here (taking the hit); so the hit
+        is taken before the dedupe check and the identical requests after it share it.
+        Hits are answered in bulk: held back and emitted (and counted) together at the
+        end of the chunk, or before the planner waits for room, since what it waits
+        for may be the consumer taking these very results.
+        """
         prefix = f"{self._namespace}:"
-        hits: dict[str, bytes] = {}
-        if self._read_cache:
-            inflight, completed = self._inflight, self._completed
-            keys = {
-                prefix + r.request_id
-                for r in requests
-                if not r.part and r.request_id not in inflight and r.request_id not in completed
-            }
-            hits = await self._cache_lookup(keys)
+        keys = [prefix + request.request_id for request in requests]
+        hits = await self._cache_lookup(requests, keys) if self._read_cache else {}
+        answered: list[ResponseWrapper] = []
+        answers: list[bytes] = []  # their bytes, for the token count
         dedupe = self._s.dedupe
-        for request in requests:
+        for request, key in zip(requests, keys, strict=True):
             if self._outstanding >= self._max_pending or self._ahead_blocked is not None:
-                await self._wait_for_room(request.order)
+                await self._make_room(request.order, answered, answers)
+            raw = hits.pop(key, None) if hits else None
+            if raw is not None:
+                result = ResponseWrapper.from_cache(request, raw)
+                self._completed.add(result)  # the cache is read only when deduplicating
+                answered.append(result)
+                answers.append(raw)
+                continue
             if dedupe and self._shared(request):
                 continue
-            key = prefix + request.request_id
-            raw = hits.get(key) if hits else None
-            if raw is not None:
-                self._cache_hit(request, raw)
-                continue
             flight = Flight(request, key)
-            if self._s.dedupe:
+            if dedupe:
                 self._inflight[request.request_id] = flight
             self._dispatch(flight)
+        self._answer_from_cache(answered, answers)
 
     def _shared(self, request: Request) -> bool:
         """When an identical request is in flight or done: attach to it or answer from it."""
@@ -187,42 +194,58 @@ class Scheduler:
         done = self._completed.get(request.request_id)
         if done is None:
             return False
-        self._stats.completed(
-            1, cached=False, shared=1, tokens=total_tokens_of(done._body, done._raw)
-        )
+        self._stats.completed(1, cached=False, shared=1, tokens=done._total_tokens())
         self._emit(done.shared_with(request.order, request.custom_id))
         return True
 
-    async def _cache_lookup(self, keys: set[str]) -> dict[str, bytes]:
+    async def _cache_lookup(self, requests: list[Request], keys: list[str]) -> dict[str, bytes]:
+        """The cached bytes of the chunk's keys that are present (one bulk read)."""
         assert self._s.cache is not None
-        if not keys:
+        inflight, completed = self._inflight, self._completed
+        wanted = [
+            key
+            for request, key in zip(requests, keys, strict=True)
+            if not request.part
+            and request.request_id not in inflight
+            and request.request_id not in completed
+        ]
+        if not wanted:
             return {}
         try:
-            return await self._s.cache.get_many_raw(list(keys))
+            return await self._s.cache.get_many_raw(list(dict.fromkeys(wanted)))
         except Exception as exc:  # a broken cache degrades to misses
             logger.warning(
                 "cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
             )
             return {}
 
-    def _cache_hit(self, request: Request, raw: bytes) -> None:
-        result = ResponseWrapper(
-            request_id=request.request_id,
-            order=request.order,
-            custom_id=request.custom_id,
-            endpoint=request.endpoint,
-            raw=raw,
-            cached=True,
+    def _answer_from_cache(self, answered: list[ResponseWrapper], answers: list[bytes]) -> None:
+        """Count and emit the cache hits held back; empties both lists."""
+        if not answered:
+            return
+        self._stats.cache_answered(len(answered), total_tokens_in(answers))
+        emit = self._emit
+        for result in answered:
+            emit(result)
+        answered.clear()
+        answers.clear()
+
+    async def _make_room(
+        self, order: int, answered: list[ResponseWrapper], answers: list[bytes]
+    ) -> None:
+        """Wait until ``order`` may be admitted; the hits held back are emitted first."""
+        if self._full(order):
+            self._answer_from_cache(answered, answers)
+            await self._wait_for_room(order)
+
+    def _full(self, order: int) -> bool:
+        """Whether ``order`` must wait: too many flights, or too far ahead of the consumer."""
+        return self._outstanding >= self._max_pending or (
+            self._ahead_blocked is not None and self._ahead_blocked(order)
         )
-        self._stats.completed(1, cached=True, shared=0, tokens=total_tokens_of(None, raw))
-        if self._s.dedupe:
-            self._completed.add(result)
-        self._emit(result)
 
     async def _wait_for_room(self, order: int) -> None:
-        while self._outstanding >= self._max_pending or (
-            self._ahead_blocked is not None and self._ahead_blocked(order)
-        ):
+        while self._full(order):
             self._room.clear()
             await self._room.wait()
 
@@ -231,77 +254,92 @@ class Scheduler:
         self._emit(ResponseWrapper.unparsed(order, item, error))
 
     # -- workers ----------------------------------------------------------------------
-    async def _work(self, session: aiohttp.ClientSession) -> None:
+    async def _work(self, session: HttpSession) -> None:
+        queue = self._queue
         while True:
-            flight = await self._queue.get()
+            # take queued work without creating a ``get()`` coroutine; wait only when empty
+            flight = await queue.get() if queue.empty() else queue.get_nowait()
             if flight is None:
                 return
             await self._attempt(flight, session)
 
-    async def _attempt(self, flight: Flight, session: aiohttp.ClientSession) -> None:
+    async def _attempt(self, flight: Flight, session: HttpSession) -> None:
         request = flight.request
-        if self._s.max_cost is not None and self._stats.cost >= self._s.max_cost:
+        settings = self._s
+        stats = self._stats
+        if settings.max_cost is not None and stats.cost >= settings.max_cost:
             verb = "not retried" if flight.attempts else "not sent"
-            error = NotRunError(f"{verb}: the cost budget of ${self._s.max_cost:g} was reached")
+            error = NotRunError(f"{verb}: the cost budget of ${settings.max_cost:g} was reached")
             error.attempts = flight.attempts
             self._finish(flight, None, error)
             return
-        limiter = self._s.limiter
-        estimate = (
-            self._s.estimator.estimate(request.endpoint, request.body) if limiter.limited else 0
-        )
-        await self._concurrency.acquire()
+        limiter = settings.limiter
+        body = request.body
+        estimate = 0  # tokens matter to token budgets only: without one, skip the estimate
+        if limiter.counts_tokens:
+            estimate = settings.estimator.estimate(request.endpoint, body)
+        concurrency = self._concurrency
+        if not concurrency.try_acquire():  # the synchronous fast paths spare two coroutines
+            await concurrency.acquire()
         try:
-            reservation = await limiter.acquire(estimate)
+            reservation = limiter.try_acquire(estimate)
+            if reservation is None:
+                reservation = await limiter.acquire(estimate)
+                if reservation.waited > 0:
+                    logger.debug(
+                        "request %s waited %.2f s for the rate limits",
+                        request.custom_id,
+                        reservation.waited,
+                    )
         except BaseException:
-            self._concurrency.release()
+            concurrency.release()
             raise
-        if reservation.waited > 0:
-            logger.debug(
-                "request %s waited %.2f s for the rate limits",
-                request.custom_id,
-                reservation.waited,
-            )
         now = time.perf_counter()
         if flight.started is None:
             flight.started = now
         flight.sent_at = now
         flight.attempts += 1
-        self._stats.sending()
+        stats.sending()
         try:
-            answer = await self._s.provider.make_request(session, request, self._s.timeout)
+            answer = await settings.provider.make_request(session, request, settings.timeout)
         except RequestError as exc:
             failure: RequestError = exc
         except BaseException:  # cancelled: give everything back, then stop
-            self._stats.sent_done()
-            self._concurrency.release()
+            stats.sent_done()
+            concurrency.release()
             limiter.cancel(reservation)
             raise
         except Exception as exc:  # a custom provider broke its contract: keep the run alive
             failure = APIError(f"provider raised {type(exc).__name__}: {exc}")
             failure.__cause__ = exc
         else:
-            self._stats.sent_done()
-            self._concurrency.release()
-            self._concurrency.on_success()
+            done = time.perf_counter()
+            stats.sent_done()
+            concurrency.release()
+            concurrency.on_success()
             limiter.observe_headers(answer.headers)
-            usage = answer.body.get("usage")
-            if limiter.enabled:
-                limiter.settle(reservation, charged_tokens(request.body, usage, estimate))
-            self._stats.answered(
-                answer.body.get("model") or request.body.get("model"),
+            answer_body = answer.body
+            usage = answer_body.get("usage")
+            limiter.settle_answer(reservation, body, usage, estimate)
+            stats.answered(
+                answer_body.get("model") or body.get("model"),
                 usage if isinstance(usage, dict) else None,
-                time.perf_counter() - flight.started,
+                done - flight.started,
                 answer.ttft,
-                request.body.get("stream") is True,
+                body.get("stream") is True,
             )
-            if self._writer is not None and not request.part:
-                raw = answer.raw if answer.raw is not None else orjson.dumps(answer.body)
-                self._writer.add(flight.cache_key, raw)
-            self._finish(flight, answer, None)
+            if self._writer is None or request.part:
+                self._finish(flight, answer, None, done)
+                return
+            raw = answer.raw if answer.raw is not None else orjson.dumps(answer_body)
+            stored = self._writer.add(flight.cache_key, raw)
+            self._finish(flight, answer, None, done)
+            # this worker sends nothing more until the answer is stored: a crash then
+            # loses at most `concurrency` paid answers (see engine/cache_writer.py)
+            await asyncio.shield(stored)
             return
-        self._stats.sent_done()
-        self._concurrency.release()
+        stats.sent_done()
+        concurrency.release()
         limiter.settle(reservation, 0)
         self._failed_attempt(flight, failure)
 
@@ -354,7 +392,10 @@ class Scheduler:
         self._queue.put_nowait(flight)
 
     # -- completion -------------------------------------------------------------------
-    def _finish(self, flight: Flight, answer: Any, error: RequestError | None) -> None:
+    def _finish(
+        self, flight: Flight, answer: Any, error: RequestError | None, now: float | None = None
+    ) -> None:
+        """Emit a flight's final result (and its followers'); ``now``: a fresh perf_counter."""
         request = flight.request
         if self._s.dedupe:
             self._inflight.pop(request.request_id, None)
@@ -376,7 +417,11 @@ class Scheduler:
             raw=raw,
             error=error,
             attempts=flight.attempts,
-            latency=(time.perf_counter() - flight.started) if flight.started else None,
+            latency=(
+                (time.perf_counter() if now is None else now) - flight.started
+                if flight.started
+                else None
+            ),
             ttft=answer.ttft if answer is not None else None,
         )
         count = 1 + len(followers)
@@ -396,7 +441,8 @@ class Scheduler:
             self._emit(result.shared_with(order, custom_id))
         self._outstanding -= 1
         self._room.set()
-        self._maybe_finish()
+        if not self._outstanding:
+            self._maybe_finish()
 
     def wake_planner(self) -> None:
         """Re-check the planner's room (after the consumer took ordered results)."""
@@ -408,16 +454,9 @@ class Scheduler:
                 self._queue.put_nowait(None)
 
 
-def _open_session(concurrency: int) -> aiohttp.ClientSession:
-    """An HTTP session whose connection pool holds ``concurrency`` connections."""
-    connector = aiohttp.TCPConnector(
-        limit=concurrency, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
+def _open_session(concurrency: int) -> HttpSession:
+    """The run's HTTP session: at most ``concurrency`` connections (fast path and aiohttp)."""
+    return HttpSession(limit=concurrency)
 
 
 #: An async iterator of chunks of input items (the planner's source).

@@ -40,14 +40,14 @@ class AdaptiveConcurrency:
     """A FIFO semaphore with an AIMD-controlled limit between ``minimum`` and ``limit``."""
 
     __slots__ = (
+        "_answers",
         "_current",
         "_in_flight",
         "_increase_every",
-        "_limited_recently",
+        "_limited_at",
         "_maximum",
         "_min_signals",
         "_minimum",
-        "_recent",
         "_successes",
         "_waiters",
         "_window",
@@ -74,8 +74,9 @@ class AdaptiveConcurrency:
         self._successes = 0
         self._window = 0  # acquires still to come before another decrease counts
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._recent: deque[bool] = deque(maxlen=_RECENT)  # True: a rate-limited answer
-        self._limited_recently = 0
+        # The answers seen, and the numbers of the rate-limited ones among the last _RECENT.
+        self._answers = 0
+        self._limited_at: deque[int] = deque()
 
     @property
     def current(self) -> int:
@@ -95,8 +96,8 @@ class AdaptiveConcurrency:
     @property
     def storming(self) -> bool:
         """Whether 429s keep coming: ``min_signals`` (at least 2) and a fifth of recent answers."""
-        limited = self._limited_recently
-        return limited >= max(2, self._min_signals) and limited * 5 >= len(self._recent)
+        limited = len(self._limited_at)
+        return limited >= max(2, self._min_signals) and limited * 5 >= min(self._answers, _RECENT)
 
     @property
     def in_flight(self) -> int:
@@ -108,12 +109,21 @@ class AdaptiveConcurrency:
         """Acquires waiting for a slot."""
         return sum(1 for future in self._waiters if not future.done())
 
-    async def acquire(self) -> None:
-        """Wait for a slot (first come, first served) and take it."""
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits (no coroutine); else ``False``.
+
+        The synchronous fast path of :meth:`acquire`: on ``False``, await that.
+        """
         if self._in_flight < self._current and not self._waiters:
             self._in_flight += 1
             if self._window:
                 self._window -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot (first come, first served) and take it."""
+        if self.try_acquire():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
@@ -144,15 +154,19 @@ class AdaptiveConcurrency:
                     self._window -= 1
 
     def _record(self, limited: bool) -> None:
-        recent = self._recent
-        if len(recent) == recent.maxlen and recent[0]:
-            self._limited_recently -= 1
-        recent.append(limited)
-        self._limited_recently += limited
+        self._answers += 1
+        limited_at = self._limited_at
+        if limited_at and limited_at[0] <= self._answers - _RECENT:
+            limited_at.popleft()  # out of the window now (at most one per answer)
+        if limited:
+            limited_at.append(self._answers)
 
     def on_success(self) -> None:
         """A request succeeded: after ``increase_every`` of them, raise the limit by one."""
-        self._record(False)
+        self._answers += 1  # what _record(False) does, without the call
+        limited_at = self._limited_at
+        if limited_at and limited_at[0] <= self._answers - _RECENT:
+            limited_at.popleft()
         if self._current >= self._maximum:
             return
         self._successes += 1

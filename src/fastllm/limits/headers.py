@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fastllm.transport.headers import Headers
+
 __all__ = ["RateLimitHeaders", "parse_ratelimit_headers", "parse_reset_duration"]
 
 _UNIT_SECONDS: dict[str, float] = {
@@ -99,9 +101,11 @@ def _count(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return _non_negative(int(value))
+        count = int(value)  # the usual case: a plain integer
     except (TypeError, ValueError):
         pass
+    else:
+        return count if count >= 0 else None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -124,8 +128,11 @@ def _duration(value: str | None) -> float | None:
 
 def _raw_values(headers: Mapping[str, str], keys: tuple[str, ...]) -> list[str | None] | None:
     """The values of the (lowercase) ``keys``, matched ignoring case; ``None`` if none."""
-    get = headers.get
-    raw: list[str | None] = [get(key) for key in keys]
+    if type(headers) is Headers:
+        # the transport's own answers: names are stored lowercase, so look them up directly
+        raw: list[str | None] = list(map(headers._fields.get, keys))
+    else:
+        raw = list(map(headers.get, keys))
     if None in raw and type(headers).__name__ not in _CASE_INSENSITIVE_TYPES:
         # A plain mapping may spell the names in another case: look once through its keys.
         for key, value in headers.items():

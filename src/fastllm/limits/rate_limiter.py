@@ -22,10 +22,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastllm.errors import ConfigurationError
 from fastllm.limits.config import RateLimit
 from fastllm.limits.headers import budget_values, parse_ratelimit_headers
+from fastllm.limits.token_estimate import charged_tokens
 
 __all__ = ["AUTO_PERIOD", "LimitSnapshot", "LimiterSnapshot", "RateLimiter", "Reservation"]
 
@@ -178,6 +180,7 @@ class RateLimiter:
                 buckets.append(_Bucket(label, _TOKENS, limit.tokens, limit.period, now))
         self._limits = tuple(limits)
         self._buckets = tuple(buckets)
+        self._counts_tokens = any(bucket.is_tokens for bucket in buckets)
         self._auto = bool(auto)
         self._auto_buckets: dict[str, _Bucket] = {}
         self._clock = clock
@@ -208,6 +211,14 @@ class RateLimiter:
         return self._auto
 
     @property
+    def counts_tokens(self) -> bool:
+        """Whether a token budget is in force: only then do token counts matter to the limiter.
+
+        Callers may then skip estimating a request's tokens (and acquire with 0).
+        """
+        return self._counts_tokens
+
+    @property
     def limits(self) -> tuple[RateLimit, ...]:
         """The configured limits (learned ones are in :meth:`snapshot`)."""
         return self._limits
@@ -216,21 +227,32 @@ class RateLimiter:
 
     async def acquire(self, tokens: int) -> Reservation:
         """Wait for one request and ``tokens`` tokens from every budget, then take them."""
+        reservation = self.try_acquire(tokens)
+        if reservation is not None:
+            return reservation
+        return await self._wait_turn(tokens)
+
+    def try_acquire(self, tokens: int) -> Reservation | None:
+        """Take one request and ``tokens`` now if nobody waits and they fit; else ``None``.
+
+        The synchronous fast path of :meth:`acquire` (no coroutine to create): on
+        ``None`` the caller awaits :meth:`acquire`, which queues it fairly.
+        """
         if tokens < 0:
             raise ConfigurationError("tokens", f"must be non-negative, got {tokens!r}")
-        if not self._queue:
-            if not self._buckets:
-                if not self._cooling or self._clock() >= self._cooldown_until:
-                    if self._auto:
-                        self._blind += 1
-                        self._blind_tokens += tokens
-                        return Reservation(tokens, 0.0, (), blind=True)
-                    return Reservation(tokens, 0.0, ())
-            else:
-                now = self._clock()
-                if self._delay(tokens, now) <= _EPSILON:
-                    return self._grant(tokens, 0.0)
-        return await self._wait_turn(tokens)
+        if self._queue:
+            return None
+        if not self._buckets:
+            if self._cooling and self._clock() < self._cooldown_until:
+                return None
+            if self._auto:
+                self._blind += 1
+                self._blind_tokens += tokens
+                return Reservation(tokens, 0.0, (), blind=True)
+            return Reservation(tokens, 0.0, ())
+        if self._delay(tokens, self._clock()) <= _EPSILON:
+            return self._grant(tokens, 0.0)
+        return None
 
     def _delay(self, tokens: int, now: float) -> float:
         """Seconds until ``tokens`` (and one request) fit every bucket and no cooldown holds."""
@@ -338,6 +360,19 @@ class RateLimiter:
         if difference < 0:
             self._wake_head()
 
+    def settle_answer(
+        self, reservation: Reservation, body: Mapping[str, Any], usage: object, estimate: int
+    ) -> None:
+        """:meth:`settle` for a successful answer: with :func:`charged_tokens` of its ``usage``.
+
+        ``body`` is the request's, ``estimate`` what was reserved. Without a token
+        budget the real usage would change nothing, so it is not even computed.
+        """
+        if self._counts_tokens:
+            self.settle(reservation, charged_tokens(body, usage, estimate))
+        elif reservation._blind and reservation._open:
+            self._see_answer(reservation)
+
     def cancel(self, reservation: Reservation) -> None:
         """Give back a reservation's request and tokens (the request was never sent)."""
         if not reservation._open:
@@ -396,6 +431,7 @@ class RateLimiter:
                 bucket = _Bucket(f"server {kind} per {window}", kind, limit, period, now, auto=True)
                 self._auto_buckets[kind] = bucket
                 self._buckets = (*self._buckets, bucket)
+                self._counts_tokens = self._counts_tokens or bucket.is_tokens
                 if remaining is not None and self._blind > 1:
                     # the answer carrying these headers is one of the blind ones
                     others = (self._blind - 1) / self._blind

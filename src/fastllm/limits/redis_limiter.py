@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from fastllm._redis import RedisEndpoint
 from fastllm.errors import ConfigurationError
@@ -35,6 +36,7 @@ from fastllm.limits._redis_budget import MAX_NAP, RedisDown, SharedBudget, Share
 from fastllm.limits.config import RateLimit
 from fastllm.limits.headers import budget_values
 from fastllm.limits.rate_limiter import LimiterSnapshot, RateLimiter, Reservation
+from fastllm.limits.token_estimate import charged_tokens
 
 __all__ = ["MAX_NAP", "RedisRateLimiter", "SharedReservation", "make_limiter"]
 
@@ -138,6 +140,23 @@ class RedisRateLimiter:
                 return await local.acquire(tokens)
             with contextlib.suppress(RedisDown):  # now falling back: go round again
                 return await self._budget.acquire(tokens)
+
+    def try_acquire(self, tokens: int) -> Reservation | None:
+        """Always ``None``: every acquire goes through :meth:`acquire` (Redis or its fallback)."""
+        if tokens < 0:
+            raise ConfigurationError("tokens", f"must be non-negative, got {tokens!r}")
+        return None
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Always ``True``: token counts go to the shared budgets (or their local fallback)."""
+        return True
+
+    def settle_answer(
+        self, reservation: Reservation, body: Mapping[str, Any], usage: object, estimate: int
+    ) -> None:
+        """:meth:`settle` for a successful answer: with :func:`charged_tokens` of its ``usage``."""
+        self.settle(reservation, charged_tokens(body, usage, estimate))
 
     def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         """Correct a reservation to the real token usage (refund or charge, shared)."""

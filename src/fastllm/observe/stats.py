@@ -229,6 +229,13 @@ class StatsCollector:
         else:
             self._saved += tokens * shared
 
+    def cache_answered(self, count: int, tokens: int) -> None:
+        """``count`` orders were answered by their own cache lookups (one chunk at a time);
+        ``tokens`` is the total of their answers."""
+        self._succeeded += count
+        self._cache_hits += count
+        self._saved += tokens
+
     def failed_orders(self, error: BaseException, count: int, shared: int) -> None:
         """``count`` orders failed with ``error``; ``shared`` of them were duplicates."""
         self._failed += count

@@ -3,7 +3,8 @@
 A provider knows its base URL, its headers and how to turn one
 :class:`~fastllm.requests.Request` into a :class:`ProviderResponse`; it raises the
 typed errors of :mod:`fastllm.errors` and nothing else. The engine owns retries,
-limits, caching and the HTTP session.
+limits, caching and the HTTP session: one :class:`~fastllm.transport.HttpSession`
+per run, sized to the run's concurrency, passed to every :meth:`Provider.make_request`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastllm.errors import ConfigurationError
 from fastllm.requests.model import Endpoint, Request
 
 if TYPE_CHECKING:
-    import aiohttp
+    from fastllm.transport import HttpSession
 
 __all__ = ["Provider", "ProviderResponse"]
 
@@ -73,9 +74,18 @@ class Provider(ABC):
 
     @abstractmethod
     async def make_request(
-        self, session: aiohttp.ClientSession, request: Request, timeout: float
+        self, session: HttpSession, request: Request, timeout: float
     ) -> ProviderResponse:
-        """Send one request; return its answer or raise a :class:`~fastllm.errors.RequestError`."""
+        """Send one request; return its answer or raise a :class:`~fastllm.errors.RequestError`.
+
+        ``session`` is the run's :class:`~fastllm.transport.HttpSession`: either
+        ``await session.post(url, data, headers, timeout)`` (the fast path; an
+        ``HttpResponse`` with ``status``, ``headers`` and the whole ``body``, or a
+        :class:`~fastllm.transport.TransportError`), or ``session.aiohttp``, an
+        :class:`aiohttp.ClientSession` sharing the run's connection limit, for
+        streaming or anything else. Raise the typed errors: the transport's and
+        aiohttp's must be translated here.
+        """
 
     def __repr__(self) -> str:
         key = "[secure]" if self.api_key else None

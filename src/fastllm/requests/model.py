@@ -1,4 +1,4 @@
-"""The request model: endpoints, one request line, and the thin seed models.
+"""The request model: the endpoints and one request line.
 
 A :class:`Request` is one line of an OpenAI Batch input file plus the two numbers
 FastLLM tracks for it: ``request_id`` (content hash, the cache and dedup key) and
@@ -7,20 +7,13 @@ FastLLM tracks for it: ``request_id`` (content hash, the cache and dedup key) an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, field_validator
+from typing import Any
 
 from fastllm.errors import RequestFormatError
 
-if TYPE_CHECKING:
-    from openai.types import CreateEmbeddingResponse
-    from openai.types.chat import ChatCompletion
-
-__all__ = ["TRACKING_KEYS", "Endpoint", "LLMRequest", "LLMResponse", "Message", "Request"]
+__all__ = ["TRACKING_KEYS", "Endpoint", "Request"]
 
 #: Keys FastLLM may carry inside a request dict for its own bookkeeping; never sent, never hashed.
 TRACKING_KEYS = frozenset({"_order_id", "_request_id"})
@@ -89,53 +82,3 @@ class Request:
             "url": self.url,
             "body": self.body,
         }
-
-
-class Message(BaseModel):
-    """A chat message (``role`` and ``content``; any other field passes through)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
-    content: str | list[dict[str, Any]] | None = None
-
-
-class LLMRequest(BaseModel):
-    """A chat-completion request body (typed core, every other field passes through)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    messages: list[Message]
-
-    def to_body(self) -> dict[str, Any]:
-        """The JSON body to send: fields the caller set, ``None`` left out."""
-        return self.model_dump(exclude_none=True)
-
-
-class LLMResponse(BaseModel):
-    """A thin typed holder for one answer: a ``ChatCompletion`` or ``CreateEmbeddingResponse``.
-
-    A dict is validated into the matching openai type (``data`` means embeddings).
-    The openai types are imported on first use: importing them costs about a second.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    request_id: str
-    response: Any
-
-    @field_validator("response", mode="before")
-    @classmethod
-    def _openai_type(cls, value: Any) -> ChatCompletion | CreateEmbeddingResponse:
-        from openai.types import CreateEmbeddingResponse
-        from openai.types.chat import ChatCompletion
-
-        if isinstance(value, ChatCompletion | CreateEmbeddingResponse):
-            return value
-        if isinstance(value, Mapping):
-            if "data" in value:
-                return CreateEmbeddingResponse.model_validate(value)
-            return ChatCompletion.model_validate(value)
-        kind = type(value).__name__
-        raise ValueError(f"must be a ChatCompletion or CreateEmbeddingResponse, got {kind}")
