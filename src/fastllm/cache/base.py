@@ -13,16 +13,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import orjson
-from pydantic import BaseModel
 
 from fastllm.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 __all__ = ["CacheProvider", "CacheStats", "CacheValue"]
 
-CacheValue: TypeAlias = bytes | Mapping[str, Any] | BaseModel
+CacheValue: TypeAlias = "bytes | Mapping[str, Any] | BaseModel"
 """What ``put`` accepts: the raw JSON body, its parsed object, or a pydantic model of it."""
 
 _ProviderT = TypeVar("_ProviderT", bound="CacheProvider")

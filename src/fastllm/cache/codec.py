@@ -6,11 +6,11 @@ untrusted place can at worst give wrong answers, never run code.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from fastllm.cache.base import CacheValue
 from fastllm.errors import CacheError
@@ -41,7 +41,8 @@ def encode_value(value: CacheValue) -> bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
         return encode_value(bytes(value))
-    if isinstance(value, BaseModel):
+    pydantic = sys.modules.get("pydantic")  # a model exists only if pydantic is loaded
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         data: Any = value.model_dump(mode="json", exclude_unset=True, warnings=False)
     elif isinstance(value, Mapping):
         data = value if isinstance(value, dict) else dict(value)

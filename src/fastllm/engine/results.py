@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 
 from fastllm.errors import ResponseDecodingError
 from fastllm.requests.model import Endpoint
@@ -213,6 +212,7 @@ class ResponseWrapper:
         if self._response is None and (body := self.body) is not None:
             from openai.types import CreateEmbeddingResponse
             from openai.types.chat import ChatCompletion
+            from pydantic import ValidationError
 
             model = (
                 CreateEmbeddingResponse if self.endpoint is Endpoint.EMBEDDINGS else ChatCompletion
