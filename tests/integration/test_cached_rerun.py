@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batches import chat_batch
 
 from fastllm import DiskCache, InMemoryCache, OpenAIProvider, RequestBatch, RequestManager
 from fastllm.cache import CacheProvider
@@ -22,15 +23,6 @@ from fastllm.engine.scheduler import PLAN_CHUNK
 from fastllm.testing import MockServer
 
 MakeManager = Callable[..., RequestManager]
-
-
-def chat_batch(prompts: list[str]) -> RequestBatch:
-    batch = RequestBatch()
-    for text in prompts:
-        batch.chat.completions.create(
-            model="mock-model", messages=[{"role": "user", "content": text}]
-        )
-    return batch
 
 
 def contents(results: list[Any]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from batches import chat_batch
 
 from fastllm import (
     APIConnectionError,
@@ -17,15 +18,6 @@ from fastllm import (
 )
 from fastllm.engine import DUMMY_RESPONSE
 from fastllm.testing import MockServer, mock_embedding
-
-
-def chat_batch(prompts: list[str], **params: object) -> RequestBatch:
-    batch = RequestBatch()
-    for text in prompts:
-        batch.chat.completions.create(
-            model="mock-model", messages=[{"role": "user", "content": text}], **params
-        )
-    return batch
 
 
 def contents(results: list) -> list[str]:

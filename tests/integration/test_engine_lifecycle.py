@@ -6,18 +6,10 @@ import asyncio
 import contextlib
 
 import pytest
+from batches import chat_batch
 
-from fastllm import DiskCache, InMemoryCache, OpenAIProvider, RequestBatch
+from fastllm import DiskCache, InMemoryCache, OpenAIProvider
 from fastllm.testing import MockServer
-
-
-def chat_batch(prompts: list[str]) -> RequestBatch:
-    batch = RequestBatch()
-    for text in prompts:
-        batch.chat.completions.create(
-            model="mock-model", messages=[{"role": "user", "content": text}]
-        )
-    return batch
 
 
 def test_a_rerun_is_served_from_the_cache(

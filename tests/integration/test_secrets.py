@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from batches import chat_batch
 from rich.console import Console
 
 from fastllm import (
@@ -159,15 +160,6 @@ def recorded_console(monkeypatch: pytest.MonkeyPatch) -> Console:
 
 
 # -- where to look ----------------------------------------------------------------------------
-
-
-def chat_batch(prompts: list[str], **params: object) -> RequestBatch:
-    batch = RequestBatch()
-    for text in prompts:
-        batch.chat.completions.create(
-            model="mock-model", messages=[{"role": "user", "content": text}], **params
-        )
-    return batch
 
 
 def exception_texts(error: BaseException, *, foreign_attributes: bool = False) -> Iterator[str]:
