@@ -91,12 +91,18 @@ def test_a_broken_cache_degrades_to_misses(
         async def get_many(self, keys):  # type: ignore[override]
             raise OSError("disk on fire")
 
+        async def get_many_raw(self, keys):  # type: ignore[override]
+            raise OSError("disk on fire")
+
         async def put_many(self, items):  # type: ignore[override]
             raise OSError("disk on fire")
 
-    results = make_manager(provider, caching_provider=Broken()).process_batch(chat_batch(["b"]))
+    manager = make_manager(provider, caching_provider=Broken())
+    results = manager.process_batch(chat_batch(["b"]))
     assert results[0].ok
     assert "disk on fire" in caplog.text
+    assert manager.stats().cache_errors == 2  # the lookup and the write
+    assert "1 sent, 0 retries; 2 cache errors" in manager.stats().summary()
 
 
 async def test_cancellation_keeps_completed_results_cached(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from fastllm.cache import CacheProvider
 
@@ -28,12 +29,12 @@ logger = logging.getLogger(__name__)
 class CacheWriter:
     """Writes ``(key, JSON bytes)`` pairs to a cache in groups, one write at a time."""
 
-    def __init__(self, cache: CacheProvider) -> None:
+    def __init__(self, cache: CacheProvider, on_failure: Callable[[], None]) -> None:
         self._cache = cache
+        self._on_failure = on_failure  # counts a failed write (the run's stats)
         self._pending: dict[str, bytes] = {}
         self._stored: asyncio.Future[None] | None = None  # completes when _pending is written
         self._writing: asyncio.Task[None] | None = None
-        self.failures = 0
 
     def add(self, key: str, value: bytes) -> asyncio.Future[None]:
         """Queue one value; the future completes once it is written (or its write failed).
@@ -61,7 +62,7 @@ class CacheWriter:
                 try:
                     await self._cache.put_many(items)
                 except Exception as exc:  # a cache must never fail the run
-                    self.failures += 1
+                    self._on_failure()
                     logger.warning(
                         "cache write of %d answers failed (%s: %s); they stay uncached",
                         len(items),

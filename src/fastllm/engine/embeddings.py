@@ -191,7 +191,7 @@ class EmbeddingStage:
         hits: dict[str, bytes] = {}
         if self._read and self._cache is not None:
             keys = [k for _, p in entries if isinstance(p, Parent) for k in p.keys]
-            hits = await _lookup(self._cache, list(dict.fromkeys(keys)))
+            hits = await _lookup(self._cache, list(dict.fromkeys(keys)), self._stats)
         return self._number(self._stage(entries, hits))
 
     def _untouched(self, chunk: list[object], first: int) -> list[object]:
@@ -375,7 +375,7 @@ class EmbeddingStage:
     def _writer_started(self) -> CacheWriter:
         if self._writer is None:
             assert self._cache is not None
-            self._writer = CacheWriter(self._cache)
+            self._writer = CacheWriter(self._cache, self._stats.cache_failed)
         return self._writer
 
     def _complete(self, parent: Parent) -> None:
@@ -430,13 +430,16 @@ def _failed(
     )
 
 
-async def _lookup(cache: CacheProvider, keys: Sequence[str]) -> dict[str, bytes]:
+async def _lookup(
+    cache: CacheProvider, keys: Sequence[str], stats: StatsCollector
+) -> dict[str, bytes]:
     """The stored bytes of the keys present, in one bulk read; a failing cache gives misses."""
     if not keys:
         return {}
     try:
         return await cache.get_many_raw(keys)
     except Exception as exc:  # a broken cache degrades to misses, as for whole requests
+        stats.cache_failed()
         logger.warning(
             "embedding cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
         )

@@ -88,7 +88,11 @@ class Scheduler:
         self._ahead_blocked = max_ahead
         self._use_cache = settings.cache is not None and settings.cache_mode != "off"
         self._read_cache = self._use_cache and settings.cache_mode == "use" and settings.dedupe
-        self._writer = CacheWriter(settings.cache) if self._use_cache and settings.cache else None
+        self._writer = (
+            CacheWriter(settings.cache, stats.cache_failed)
+            if self._use_cache and settings.cache
+            else None
+        )
         self._concurrency = AdaptiveConcurrency(settings.concurrency, min_signals=2)
         self._queue: asyncio.Queue[Flight | None] = asyncio.Queue()
         self._inflight: dict[str, Flight] = {}
@@ -214,6 +218,7 @@ class Scheduler:
         try:
             return await self._s.cache.get_many_raw(list(dict.fromkeys(wanted)))
         except Exception as exc:  # a broken cache degrades to misses
+            self._stats.cache_failed()
             logger.warning(
                 "cache lookup failed (%s: %s); treating as misses", type(exc).__name__, exc
             )

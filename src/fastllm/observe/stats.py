@@ -81,6 +81,7 @@ class TokenStats:
     deduplicated: int = 0
     sent: int = 0
     retries: int = 0
+    cache_errors: int = 0
     in_flight: int = 0
     saved_tokens: int = 0
     streams_without_usage: int = 0
@@ -176,6 +177,7 @@ class StatsCollector:
         self._prompt = self._completion = self._saved = self._unpriced = 0
         self._succeeded = self._failed = self._cache_hits = self._deduplicated = 0
         self._sent = self._retries = self._in_flight = self._streams_without_usage = 0
+        self._cache_errors = 0
         self._cost = 0.0
         self._errors: dict[str, int] = {}
         self._unpriced_models: set[str] = set()
@@ -195,6 +197,10 @@ class StatsCollector:
     def retrying(self) -> None:
         """A failed attempt will be retried."""
         self._retries += 1
+
+    def cache_failed(self) -> None:
+        """A cache read or write failed (and was treated as a miss / left uncached)."""
+        self._cache_errors += 1
 
     def answered(
         self,
@@ -283,6 +289,7 @@ class StatsCollector:
             deduplicated=self._deduplicated,
             sent=self._sent,
             retries=self._retries,
+            cache_errors=self._cache_errors,
             in_flight=self._in_flight,
             saved_tokens=self._saved,
             streams_without_usage=self._streams_without_usage,

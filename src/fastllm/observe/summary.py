@@ -18,7 +18,8 @@ def format_summary(stats: TokenStats) -> str:
         f"{format_duration(stats.elapsed_time)} ({stats.requests_per_second:,.1f} req/s)",
         f"results    {stats.succeeded:,} ok, {stats.failed:,} failed; "
         f"{stats.cache_hits:,} from cache, {stats.deduplicated:,} deduplicated",
-        f"network    {stats.sent:,} sent, {stats.retries:,} retries",
+        f"network    {stats.sent:,} sent, {stats.retries:,} retries"
+        + (f"; {stats.cache_errors:,} cache errors" if stats.cache_errors else ""),
         f"tokens     {stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion "
         f"= {stats.total_tokens:,} billed; {stats.saved_tokens:,} saved",
     ]
