@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -37,14 +38,51 @@ def test_all_is_sorted_and_complete() -> None:
         assert getattr(fastllm, name) is not None
 
 
+HEAVY_MODULES = (
+    "aiohttp",
+    "importlib.metadata",
+    "numpy",
+    "openai",
+    "pydantic",
+    "ray",
+    "redis",
+    "rich",
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return list(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+
+
 def test_importing_is_light() -> None:
-    # the openai types (about a second to import) and optional extras load on first use
+    # the openai types (about a second to import), pydantic, rich, aiohttp, the
+    # installed metadata and the optional extras all load on first use
+    assert _loaded_after("import fastllm") == []
+
+
+def test_a_quiet_run_loads_no_display_and_no_models() -> None:
     code = (
-        "import sys, fastllm; "
-        "print(sorted(m for m in ('openai', 'redis', 'ray', 'numpy') if m in sys.modules))"
+        "from fastllm import OpenAIProvider, RequestBatch, RequestManager\n"
+        "from fastllm.testing import MockServer\n"
+        "with MockServer() as server:\n"
+        "    batch = RequestBatch()\n"
+        "    question = [{'role': 'user', 'content': 'x'}]\n"
+        "    batch.chat.completions.create(model='m', messages=question)\n"
+        "    provider = OpenAIProvider(api_key='k', api_base=server.base_url)\n"
+        "    manager = RequestManager(provider, show_progress=False)\n"
+        "    [result] = manager.process_batch(batch)\n"
+        "    assert result.ok and result.body['choices'][0]['message']['content'] == 'x'\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _loaded_after(code) == []
+
+
+def test_version_is_the_installed_one() -> None:
+    from importlib.metadata import version
+
+    assert fastllm.__version__ == version("fastllm-kit")
 
 
 def test_llm_models() -> None:

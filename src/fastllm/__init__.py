@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from fastllm._version import __version__ as __version__
 from fastllm.cache import CacheProvider, DiskCache, InMemoryCache, RedisCache
 from fastllm.engine import RequestManager, ResponseWrapper
 from fastllm.errors import (
@@ -31,11 +31,6 @@ from fastllm.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from fastllm.requests.seed_models import LLMRequest, LLMResponse, Message
-
-try:
-    __version__ = version("fastllm-kit")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "APIConnectionError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from fastllm import __version__
+from fastllm._version import __version__
 from fastllm.cli.cache import cache
 from fastllm.cli.demo import demo
 from fastllm.cli.mock import mock_server

@@ -13,8 +13,8 @@ a notebook              one output updated in place + summary       1 per s
 anything else (CI, |)   plain line to the log or stderr + summary   every 10 s
 ======================  ==========================================  ===========
 
-``show_progress=False`` prints nothing at all; the summary stays available as
-``manager.stats().summary()``.
+``show_progress=False`` prints nothing at all (and rich is never imported); the
+summary stays available as ``manager.stats().summary()``.
 """
 
 from __future__ import annotations
@@ -25,22 +25,17 @@ import importlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Console, RenderableType
-
-from fastllm.observe.displays import (
-    LiveDisplay,
-    NotebookDisplay,
-    PlainDisplay,
-    describe,
-    progress_line,
-    render_progress,
-)
 from fastllm.observe.eta import EtaEstimator
 from fastllm.observe.stats import StatsCollector, TokenStats
 
-__all__ = ["ProgressTracker", "describe"]
+if TYPE_CHECKING:  # rich and the displays load with the first display, not at import
+    from rich.console import Console, RenderableType
+
+    from fastllm.observe.displays import LiveDisplay, NotebookDisplay, PlainDisplay
+
+__all__ = ["ProgressTracker"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +61,7 @@ class ProgressTracker:
     ) -> None:
         self.stats = stats
         self.show_progress = show_progress
-        self.console = console if console is not None or not show_progress else Console()
+        self.console = console if console is not None or not show_progress else _new_console()
         self._notebook_display: Callable[..., Any] | None = None
         self.mode: Mode = self._choose_mode()
         self.refresh_interval = refresh_interval or _INTERVALS[self.mode]
@@ -83,12 +78,16 @@ class ProgressTracker:
 
     def renderable(self) -> RenderableType:
         """The bar and status for the counters now (for embedding in your own display)."""
+        from fastllm.observe.displays import render_progress
+
         return render_progress(*self.current())
 
     def refresh(self) -> None:
         """Redraw from the current counters (a plain line in plain mode)."""
         if self._display is None:
             return
+        from fastllm.observe.displays import PlainDisplay, progress_line, render_progress
+
         snapshot, eta = self.current()
         if isinstance(self._display, PlainDisplay):
             self._display.show(progress_line(snapshot, eta))
@@ -100,6 +99,8 @@ class ProgressTracker:
         """Show the progress and keep it fresh from the running event loop."""
         if self.mode == "off" or self._display is not None:
             return
+        from fastllm.observe.displays import PlainDisplay
+
         self._display = self._make_display()
         if not isinstance(self._display, PlainDisplay):
             try:
@@ -120,6 +121,8 @@ class ProgressTracker:
         display, self._display = self._display, None
         if display is None:
             return
+        from fastllm.observe.displays import PlainDisplay, progress_line, render_progress
+
         snapshot, eta = self.current()
         try:
             if isinstance(display, PlainDisplay):
@@ -154,6 +157,8 @@ class ProgressTracker:
         return "plain"
 
     def _make_display(self) -> LiveDisplay | NotebookDisplay | PlainDisplay:
+        from fastllm.observe.displays import LiveDisplay, NotebookDisplay, PlainDisplay
+
         if self.mode == "live":
             assert self.console is not None
             return LiveDisplay(self.console)
@@ -170,6 +175,12 @@ class ProgressTracker:
             except Exception as exc:  # stop redrawing; the run goes on
                 _display_failed(exc)
                 return
+
+
+def _new_console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def _display_failed(exc: Exception) -> None:

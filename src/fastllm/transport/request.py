@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import quote, urlsplit
 
+from fastllm._version import __version__
 from fastllm.transport.headers import check_header
 
 __all__ = ["DEFAULT_PORTS", "Target", "build_target", "user_agent"]
@@ -46,11 +46,8 @@ class Target:
 
 @cache
 def user_agent() -> str:
-    """``fastllm/<installed version>``."""
-    try:
-        return f"fastllm/{version('fastllm-kit')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "fastllm"
+    """``fastllm/<version>``."""
+    return f"fastllm/{__version__}"
 
 
 def build_target(url: str, headers: Mapping[str, str]) -> Target:
