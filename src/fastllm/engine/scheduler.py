@@ -12,16 +12,16 @@
 The planner pulls items lazily and stops when ``max_pending`` flights are
 outstanding (queued, sending or backing off) or, for ordered output, when it is
 ``max_ahead`` orders past the oldest result not yet emitted; memory therefore does
-not grow with the input. A retry goes back into the same queue behind the work
-already there, so first-pass work and retries interleave and a slow request never
-holds the others.
+not grow with the input. A failed attempt goes to the run's
+:class:`~fastllm.engine.retrying.Retrier`, which gives up or puts it back into the
+same queue after its backoff, behind the work already there: first-pass work and
+retries interleave and a slow request never holds the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,13 +34,14 @@ from fastllm.cache import CacheProvider
 from fastllm.engine.cache_writer import CacheWriter
 from fastllm.engine.inflight import CompletedWindow, Flight
 from fastllm.engine.results import ResponseWrapper, total_tokens_in, total_tokens_of
-from fastllm.errors import APIError, NotRunError, RateLimitError, RequestError, RequestFormatError
+from fastllm.engine.retrying import Retrier
+from fastllm.errors import APIError, NotRunError, RequestError, RequestFormatError
 from fastllm.limits import AdaptiveConcurrency, RateLimiter, RedisRateLimiter, TokenEstimator
 from fastllm.observe.stats import StatsCollector
 from fastllm.providers.base import Provider
 from fastllm.requests.model import Request
 from fastllm.requests.normalize import request_from_item
-from fastllm.retry import RetryPolicy, is_retryable
+from fastllm.retry import RetryPolicy
 from fastllm.transport import HttpSession
 
 __all__ = ["PLAN_CHUNK", "CacheMode", "ChunkSource", "RunSettings", "Scheduler"]
@@ -101,10 +102,16 @@ class Scheduler:
         self._max_pending = settings.concurrency * 2 + PLAN_CHUNK
         self._room = asyncio.Event()
         self._planning = True
-        self._backoffs: set[asyncio.Task[None]] = set()
-        self._rng = random.Random()
+        self._retrier = Retrier(
+            settings.policy,
+            settings.limiter,
+            self._concurrency,
+            stats,
+            sleep=settings.sleep,
+            give_up=lambda flight, error: self._finish(flight, None, error),
+            requeue=self._queue.put_nowait,
+        )
         self._namespace = settings.provider.cache_namespace
-        self._cooldown_ends = 0.0
 
     # -- the run ----------------------------------------------------------------------
     async def run(
@@ -119,7 +126,7 @@ class Scheduler:
             await self._plan(chunks if chunks is not None else _chunked(iter(items or ())))
             await asyncio.gather(*self._workers)
         finally:
-            tasks = (*self._workers, *self._backoffs)
+            tasks = (*self._workers, *self._retrier.backoffs)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -346,55 +353,7 @@ class Scheduler:
         stats.sent_done()
         concurrency.release()
         limiter.settle(reservation, 0)
-        self._failed_attempt(flight, failure)
-
-    def _failed_attempt(self, flight: Flight, error: RequestError) -> None:
-        error.attempts = flight.attempts
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, RateLimitError):
-            self._concurrency.on_rate_limited()
-            if self._concurrency.storming or _budget_exhausted(error.headers):
-                self._shared_cooldown(flight, retry_after)
-            if error.headers:
-                self._s.limiter.observe_headers(error.headers)
-        if not is_retryable(error) or flight.attempts >= self._s.policy.attempts:
-            self._finish(flight, None, error)
-            return
-        delay = self._s.policy.delay(flight.attempts, retry_after, self._rng)
-        deadline = self._s.policy.deadline
-        started = flight.started or time.perf_counter()
-        if deadline is not None and time.perf_counter() + delay - started > deadline:
-            self._finish(flight, None, error)
-            return
-        self._stats.retrying()
-        logger.debug(
-            "retrying request %s (attempt %d failed: %s) in %.2f s",
-            flight.request.custom_id,
-            flight.attempts,
-            error,
-            delay,
-        )
-        task = asyncio.ensure_future(self._requeue_after(flight, delay))
-        self._backoffs.add(task)
-        task.add_done_callback(self._backoffs.discard)
-
-    def _shared_cooldown(self, flight: Flight, retry_after: float | None) -> None:
-        """Pause dispatch for everyone for the server's Retry-After.
-
-        Called when a budget is exhausted (the 429 says nothing remains) or 429s keep
-        coming; a stray 429 only delays its own request. A 429 for a request sent
-        before the last pause ended belongs to the storm that pause already answers,
-        so it does not start another one.
-        """
-        if not retry_after or flight.sent_at < self._cooldown_ends:
-            return
-        self._cooldown_ends = time.perf_counter() + retry_after
-        self._s.limiter.cooldown(retry_after)
-        logger.debug("rate limited: pausing dispatch for %.2f s", retry_after)
-
-    async def _requeue_after(self, flight: Flight, delay: float) -> None:
-        await self._s.sleep(delay)
-        self._queue.put_nowait(flight)
+        self._retrier.failed(flight, failure)
 
     # -- completion -------------------------------------------------------------------
     def _finish(
@@ -472,11 +431,3 @@ async def _chunked(items: Iterator[object]) -> ChunkSource:
     """Chunks of ``PLAN_CHUNK`` items from a plain iterator."""
     while chunk := list(islice(items, PLAN_CHUNK)):
         yield chunk
-
-
-def _budget_exhausted(headers: dict[str, str]) -> bool:
-    """Whether a 429's ``x-ratelimit-remaining-*`` headers say a budget is used up."""
-    return "0" in (
-        headers.get("x-ratelimit-remaining-requests"),
-        headers.get("x-ratelimit-remaining-tokens"),
-    )
