@@ -15,16 +15,8 @@ import pytest
 import xxhash
 
 from fastllm import OpenAIProvider, RequestBatch, RequestFormatError
-from fastllm.engine.embedding_parts import (
-    apportion,
-    decode_entry,
-    empty_input_error,
-    encode_entry,
-    input_items,
-    item_key,
-    key_prefix,
-    plan_parts,
-)
+from fastllm.engine.embedding_cache import decode_entry, encode_entry, item_key, key_prefix
+from fastllm.engine.embedding_input import apportion, empty_input_error, input_items, plan_parts
 from fastllm.engine.embeddings import EmbeddingStage
 from fastllm.engine.results import ResponseWrapper
 from fastllm.engine.scheduler import CacheMode, RunSettings

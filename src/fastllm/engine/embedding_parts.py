@@ -1,149 +1,28 @@
-"""Pieces of the embedding stage: part arithmetic, per-item cache entries, bookkeeping.
+"""Bookkeeping of the embedding stage: who waits for which vector of which part request.
 
-Parts: an embeddings ``input`` is cut into consecutive slices of at most
-``max_inputs`` items and ``max_tokens`` estimated tokens (:func:`plan_parts`); a
-part's billed usage is shared out over its items in proportion to their length
-(:func:`apportion`).
-
-Per-item cache: the key of one item, for a request body ``body`` and provider
-namespace ``ns``, is::
-
-    params = [model, dimensions (null when absent), encoding_format (absent = "float"),
-              {every other body field except "input" and "user"}]
-    key    = f"{ns}:emb:" + xxh3_128_hex(orjson.dumps(params, OPT_SORT_KEYS) + b"\\n"
-                                         + orjson.dumps(item))
-
-so a text embedded with the same model, size and encoding shares one entry across
-requests, batch layouts and runs; ``user`` does not change a vector and is left
-out, any provider-specific field (``input_type``, ...) is part of the key. The
-value is the JSON object ``{"embedding": <float list or base64 string, as
-received>, "tokens": <the item's share of the billed tokens>}``.
-
-Bookkeeping: a :class:`Parent` is a request the stage answers itself, a
-:class:`Group` the distinct items waiting to be cut (one request's, or a pack's),
-a :class:`Part` one part request and where each of its vectors goes.
+A :class:`Parent` is a request the stage answers itself, a :class:`Group` the
+distinct items waiting to be cut (one request's, or a pack's), a :class:`Part` one
+part request and where each of its vectors goes. How inputs are cut is in
+:mod:`fastllm.engine.embedding_input`, the per-item cache entries in
+:mod:`fastllm.engine.embedding_cache`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
-import orjson
-import xxhash
-
-from fastllm.errors import RequestFormatError, ResponseDecodingError
+from fastllm.engine.embedding_cache import encode_entry
+from fastllm.engine.embedding_input import Embedding, Item, apportion
+from fastllm.errors import ResponseDecodingError
 from fastllm.requests.hashing import hash_clean_body
 from fastllm.requests.model import Endpoint, Request
 
-__all__ = [
-    "Dest",
-    "Embedding",
-    "Group",
-    "Item",
-    "Parent",
-    "Part",
-    "apportion",
-    "decode_entry",
-    "empty_input_error",
-    "encode_entry",
-    "estimated_tokens",
-    "input_items",
-    "item_key",
-    "key_prefix",
-    "plan_parts",
-    "vectors_of",
-    "within",
-]
-
-#: One input item: a text or a token array.
-Item: TypeAlias = "str | list[int]"
-#: One vector as the API sent it: floats, or base64 little-endian float32.
-Embedding: TypeAlias = "list[float] | str"
+__all__ = ["Dest", "Group", "Parent", "Part", "vectors_of"]
 
 _EMBEDDINGS = Endpoint.EMBEDDINGS
-#: Upper bound of tokens per character for the built-in counters (the heuristic
-#: counts ~1/4, byte-level BPE at most one per UTF-8 byte): below it no count is needed.
-_MAX_TOKENS_PER_CHAR = 4
 
 
-# -- the arithmetic ----------------------------------------------------------------------
-def plan_parts(
-    count: int, max_inputs: int, max_tokens: int, tokens: Sequence[int] | None = None
-) -> list[tuple[int, int]]:
-    """Consecutive ``(start, end)`` slices of ``count`` items within both caps.
-
-    ``tokens`` holds each item's estimated tokens (None: the token cap cannot be
-    reached). An item over ``max_tokens`` on its own goes alone: the server decides.
-    """
-    if tokens is None:
-        return [(s, min(s + max_inputs, count)) for s in range(0, count, max_inputs)]
-    parts: list[tuple[int, int]] = []
-    start = used = 0
-    for i, size in enumerate(tokens):
-        if i > start and (i - start >= max_inputs or used + size > max_tokens):
-            parts.append((start, i))
-            start, used = i, 0
-        used += size
-    if count > start:
-        parts.append((start, count))
-    return parts
-
-
-def apportion(total: int, weights: Sequence[int]) -> list[int]:
-    """``total`` split in proportion to ``weights``, in integers that sum to ``total``."""
-    whole = sum(weights)
-    if whole <= 0:
-        return [0] * len(weights)
-    shares: list[int] = []
-    cumulative = given = 0
-    for weight in weights:
-        cumulative += weight
-        upto = total * cumulative // whole
-        shares.append(upto - given)
-        given = upto
-    return shares
-
-
-def input_items(value: Any) -> tuple[list[Item], bool]:
-    """The items of a (validated) ``input`` and whether they are token arrays."""
-    if isinstance(value, str):
-        return [value], False
-    if isinstance(value[0], int):
-        return [value], True
-    return value, isinstance(value[0], list)
-
-
-def empty_input_error(value: Any, custom_id: str | None = None) -> RequestFormatError | None:
-    """The error for an empty text or token array in ``input`` (the API rejects them)."""
-    if isinstance(value, str):
-        at = None if value else "input"
-    elif value and isinstance(value[0], str):
-        at = f"input[{value.index('')}]" if "" in value else None
-    elif value and isinstance(value[0], list):
-        at = next((f"input[{i}]" for i, item in enumerate(value) if not item), None)
-    else:
-        at = None
-    if at is None:
-        return None
-    kind = "token array" if value and isinstance(value[0], list) else "string"
-    return RequestFormatError(
-        f"an empty {kind} cannot be embedded (the API rejects it)", field=at, custom_id=custom_id
-    )
-
-
-def estimated_tokens(items: list[Item], is_tokens: bool, count: Callable[[str], int]) -> int:
-    """Estimated tokens of ``items``: ``count`` of each text, the length of each token array."""
-    return sum(map(len, items)) if is_tokens else sum(map(count, items))  # type: ignore[arg-type]
-
-
-def within(items: list[Item], is_tokens: bool, max_tokens: int) -> bool:
-    """True when ``items`` certainly fit ``max_tokens`` without counting them."""
-    size = sum(map(len, items))
-    return size <= max_tokens if is_tokens else size * _MAX_TOKENS_PER_CHAR <= max_tokens
-
-
-# -- the bookkeeping ---------------------------------------------------------------------
 class Parent:
     """One request the stage answers itself: its slots, usage and who waits for it."""
 
@@ -366,46 +245,3 @@ def vectors_of(body: dict[str, Any] | None, count: int) -> list[Embedding]:
     if not all(isinstance(v, list | str) for v in vectors):
         raise ResponseDecodingError("an embeddings answer lacks a vector", retryable=False)
     return vectors  # type: ignore[return-value]
-
-
-# -- per-item cache entries ----------------------------------------------------------
-_NOT_PARAMS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
-
-
-def key_prefix(body: Mapping[str, Any]) -> bytes:
-    """The bytes every item key of ``body`` starts its hashed text with."""
-    extras = {k: v for k, v in body.items() if k not in _NOT_PARAMS}
-    params = [
-        body.get("model"),
-        body.get("dimensions"),
-        body.get("encoding_format") or "float",
-        extras,
-    ]
-    return orjson.dumps(params, option=orjson.OPT_SORT_KEYS) + b"\n"
-
-
-def item_key(namespace: str, prefix: bytes, item: Item) -> str:
-    """The cache key of one item (see the module docstring)."""
-    return f"{namespace}:emb:{xxhash.xxh3_128_hexdigest(prefix + orjson.dumps(item))}"
-
-
-def encode_entry(embedding: Embedding, tokens: int) -> bytes:
-    """The stored JSON of one item's answer."""
-    return orjson.dumps({"embedding": embedding, "tokens": tokens})
-
-
-def decode_entry(raw: bytes) -> tuple[Embedding, int] | None:
-    """``(embedding, tokens)`` of a stored entry; None when it is not one (a miss)."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    embedding = value.get("embedding")
-    if not isinstance(embedding, list | str):
-        return None
-    tokens = value.get("tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-        tokens = 0
-    return embedding, tokens

@@ -32,7 +32,7 @@ the unfinished items only, the map back to the caller's orders. Within a chunk
 the stream is sorted by the smallest caller order each item serves, which keeps
 ``iter_ordered``'s ``max_ahead`` window deadlock-free (see
 :attr:`EmbeddingStage.max_ahead`). The per-item cache key is documented in
-:mod:`fastllm.engine.embedding_parts`.
+:mod:`fastllm.engine.embedding_cache`.
 """
 
 from __future__ import annotations
@@ -48,23 +48,17 @@ import orjson
 
 from fastllm.cache import CacheProvider
 from fastllm.engine.cache_writer import CacheWriter
-from fastllm.engine.embedding_parts import (
-    Dest,
+from fastllm.engine.embedding_cache import decode_entry, item_key, key_prefix
+from fastllm.engine.embedding_input import (
     Embedding,
-    Group,
     Item,
-    Parent,
-    Part,
-    decode_entry,
     empty_input_error,
     estimated_tokens,
     input_items,
-    item_key,
-    key_prefix,
     plan_parts,
-    vectors_of,
     within,
 )
+from fastllm.engine.embedding_parts import Dest, Group, Parent, Part, vectors_of
 from fastllm.engine.results import ResponseWrapper
 from fastllm.engine.scheduler import PLAN_CHUNK, RunSettings, Scheduler
 from fastllm.errors import FastLLMError, RequestFormatError, ResponseDecodingError
