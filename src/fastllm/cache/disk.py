@@ -25,19 +25,30 @@ next ``put_many`` (or at ``close``), not by ``get_many``. Expired entries (by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from fastllm.cache._sqlite import (
+    CHUNK,
+    FILENAME,
+    INSERT,
+    OLDEST,
+    SCHEMA,
+    SCHEMA_VERSION,
+    rollback,
+    select_sql,
+    touch_sql,
+    writing,
+)
 from fastllm.cache.base import CacheProvider, CacheStats, CacheValue, check_positive
 from fastllm.cache.codec import encode_value, looks_like_object
 from fastllm.errors import CacheError
@@ -48,78 +59,11 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-FILENAME = "cache.sqlite3"
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
 ACCESS_RESOLUTION = 1.0
 MMAP_SIZE = 256 * 2**20
-_CHUNK = 100  # keys per SELECT ... IN (...): short lists cost SQLite less per key
 _MAX_PENDING_ACCESS = 50_000
 _EVICT_BATCH = 256
-
-_SCHEMA = f"""
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    stored_at REAL NOT NULL,
-    accessed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed_at);
-CREATE TABLE IF NOT EXISTS totals (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    entries INTEGER NOT NULL,
-    size INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals (id, entries, size)
-    SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM entries;
-CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries BEGIN
-    UPDATE totals SET entries = entries + 1, size = size + NEW.size WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries BEGIN
-    UPDATE totals SET entries = entries - 1, size = size - OLD.size WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
-    UPDATE totals SET size = size - OLD.size + NEW.size WHERE id = 0;
-END;
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;
-"""
-_INSERT = (
-    "INSERT OR REPLACE INTO entries (key, value, size, stored_at, accessed_at) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-_OLDEST = "SELECT key, size FROM entries ORDER BY accessed_at, rowid LIMIT ?"
-
-
-@functools.lru_cache(maxsize=32)
-def _select_sql(count: int) -> str:
-    marks = ",".join("?" * count)
-    return f"SELECT key, value, stored_at, accessed_at FROM entries WHERE key IN ({marks})"
-
-
-@functools.lru_cache(maxsize=32)
-def _touch_sql(count: int) -> str:
-    marks = ",".join("?" * count)
-    return f"UPDATE entries SET accessed_at = ? WHERE accessed_at < ? AND key IN ({marks})"
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):
-        conn.rollback()
-
-
-@contextlib.contextmanager
-def _writing(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction, taking the write lock up front (waits up to the busy timeout)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 class DiskCache(CacheProvider):
@@ -285,9 +229,9 @@ class DiskCache(CacheProvider):
                     f"this FastLLM reads version {SCHEMA_VERSION}"
                 )
             if version == 0:
-                conn.executescript(_SCHEMA)
+                conn.executescript(SCHEMA)
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             raise
         return conn
@@ -301,17 +245,17 @@ class DiskCache(CacheProvider):
         conn = self._connection()
         now = self._clock()
         try:
-            if len(keys) <= _CHUNK:
-                rows = conn.execute(_select_sql(len(keys)), keys).fetchall()
+            if len(keys) <= CHUNK:
+                rows = conn.execute(select_sql(len(keys)), keys).fetchall()
             else:
                 rows = []
                 conn.execute("BEGIN")  # one snapshot for all chunks
                 try:
-                    for start in range(0, len(keys), _CHUNK):
-                        chunk = keys[start : start + _CHUNK]
-                        rows += conn.execute(_select_sql(len(chunk)), chunk).fetchall()
+                    for start in range(0, len(keys), CHUNK):
+                        chunk = keys[start : start + CHUNK]
+                        rows += conn.execute(select_sql(len(chunk)), chunk).fetchall()
                 finally:
-                    _rollback(conn)
+                    rollback(conn)
         except sqlite3.Error as exc:
             raise self._fail("read", exc) from exc
         ttl = self._ttl
@@ -357,7 +301,7 @@ class DiskCache(CacheProvider):
                 corrupt[0],
             )
         try:
-            with _writing(conn):
+            with writing(conn):
                 # stored_at guards against deleting a fresh value another process just wrote
                 conn.executemany("DELETE FROM entries WHERE key = ? AND stored_at = ?", expired)
                 conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in corrupt])
@@ -375,9 +319,9 @@ class DiskCache(CacheProvider):
         now = self._clock()
         rows = [(key, blob, len(blob), now, now) for key, blob in blobs]
         try:
-            with _writing(conn):
+            with writing(conn):
                 self._write_access(conn)
-                conn.executemany(_INSERT, rows)
+                conn.executemany(INSERT, rows)
                 self._evict(conn)
         except sqlite3.Error as exc:
             raise self._fail("write", exc) from exc
@@ -392,13 +336,13 @@ class DiskCache(CacheProvider):
         for key, when in pending.items():
             by_time.setdefault(when, []).append(key)
         for when, keys in by_time.items():
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                conn.execute(_touch_sql(len(chunk)), (when, when, *chunk))
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                conn.execute(touch_sql(len(chunk)), (when, when, *chunk))
 
     def _write_access_now(self, conn: sqlite3.Connection) -> None:
         try:
-            with _writing(conn):
+            with writing(conn):
                 self._write_access(conn)
         except sqlite3.Error as exc:
             self._errors += 1
@@ -409,7 +353,7 @@ class DiskCache(CacheProvider):
         row = conn.execute("SELECT size FROM totals WHERE id = 0").fetchone()
         total: int = row[0] if row is not None else 0
         while total > self._size_limit:
-            oldest = conn.execute(_OLDEST, (_EVICT_BATCH,)).fetchall()
+            oldest = conn.execute(OLDEST, (_EVICT_BATCH,)).fetchall()
             if not oldest:
                 break
             victims = []
@@ -424,7 +368,7 @@ class DiskCache(CacheProvider):
         conn = self._connection()
         self._pending_access.clear()
         try:
-            with _writing(conn):
+            with writing(conn):
                 conn.execute("DELETE FROM entries")
         except sqlite3.Error as exc:
             raise self._fail("clear", exc) from exc

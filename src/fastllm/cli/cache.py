@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fastllm.cache import DiskCache
-from fastllm.cache.disk import FILENAME
+from fastllm.cache._sqlite import FILENAME
 from fastllm.errors import CacheError
 
 __all__ = ["cache"]
