@@ -15,9 +15,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 from fastllm.errors import RequestFormatError
+from fastllm.requests.builders import ChatBuilder, EmbeddingsBuilder
 from fastllm.requests.hashing import clean_body, digest_clean_body
 from fastllm.requests.jsonl import BadLine, iter_checked_lines, write_jsonl
-from fastllm.requests.model import TRACKING_KEYS, Endpoint, Request
+from fastllm.requests.model import Endpoint, Request
 from fastllm.requests.validation import validate_body
 
 __all__ = ["BATCH_API_MAX_BYTES", "BATCH_API_MAX_LINES", "RequestBatch"]
@@ -29,8 +30,6 @@ BATCH_API_MAX_BYTES = 200 * 1024 * 1024
 _DIGEST = 16  # bytes of a request id
 #: a checked line's endpoint by its one-byte code (0: not checked)
 _CODES: tuple[Endpoint | None, ...] = (None, *Endpoint)
-_CHAT = Endpoint.CHAT_COMPLETIONS
-_EMBEDDINGS = Endpoint.EMBEDDINGS
 
 
 class RequestBatch:
@@ -58,8 +57,8 @@ class RequestBatch:
         # from_jsonl lines whose Request is not their own content (a body with values
         # to clean, no custom_id): position -> (line, its Request); rare
         self._special: dict[int, tuple[dict[str, Any], Request]] = {}
-        self.chat = _Chat(self)
-        self.embeddings = _Embeddings(self)
+        self.chat = ChatBuilder(self._add_clean)
+        self.embeddings = EmbeddingsBuilder(self._add_clean)
 
     # -- building -----------------------------------------------------------------
     def add(self, url: Endpoint | str, body: dict[str, Any]) -> str:
@@ -240,17 +239,6 @@ class RequestBatch:
         return [RequestBatch(part) for part in split_lines(self.requests, max_lines, max_bytes)]
 
 
-def _given(*pairs: tuple[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in pairs if value is not None}
-
-
-def _put_extra(body: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Add the caller's other fields, as :func:`~fastllm.requests.hashing.clean_body` would."""
-    for key, value in extra.items():
-        if value is not None and key not in TRACKING_KEYS:
-            body[key] = value
-
-
 def _endpoint_of(url: object) -> Endpoint | None:
     try:
         return Endpoint.from_url(url)
@@ -265,123 +253,3 @@ def _renumbered_id(custom_id: Any, order: int) -> Any:
         if sep and tail.isdigit() and len(head) == 32:
             return f"{head}#{order}"
     return custom_id
-
-
-class _Completions:
-    """``batch.chat.completions``: mirrors ``openai.chat.completions``."""
-
-    def __init__(self, batch: RequestBatch) -> None:
-        self._batch = batch
-
-    def create(
-        self,
-        *,
-        model: str | None = None,
-        messages: list[dict[str, Any]] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        n: int | None = None,
-        stop: str | list[str] | None = None,
-        max_completion_tokens: int | None = None,
-        max_tokens: int | None = None,
-        presence_penalty: float | None = None,
-        frequency_penalty: float | None = None,
-        logit_bias: dict[str, float] | None = None,
-        user: str | None = None,
-        response_format: dict[str, Any] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        stream: bool | None = None,
-        stream_options: dict[str, Any] | None = None,
-        **extra: Any,
-    ) -> str:
-        """Add a chat completion request; return its request id.
-
-        Parameters are OpenAI's; ``**extra`` passes any other body field through.
-        ``model`` and ``messages`` are required: leaving one out raises
-        :class:`~fastllm.errors.RequestFormatError` naming it, as any invalid value does.
-        """
-        # The body as sent, built without the None values (no copy to clean afterwards).
-        if model is not None and messages is not None:
-            body: dict[str, Any] = {"model": model, "messages": messages}
-        else:
-            body = _given(("model", model), ("messages", messages))
-        if temperature is not None:
-            body["temperature"] = temperature
-        if top_p is not None:
-            body["top_p"] = top_p
-        if n is not None:
-            body["n"] = n
-        if stop is not None:
-            body["stop"] = stop
-        if max_completion_tokens is not None:
-            body["max_completion_tokens"] = max_completion_tokens
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if presence_penalty is not None:
-            body["presence_penalty"] = presence_penalty
-        if frequency_penalty is not None:
-            body["frequency_penalty"] = frequency_penalty
-        if logit_bias is not None:
-            body["logit_bias"] = logit_bias
-        if user is not None:
-            body["user"] = user
-        if response_format is not None:
-            body["response_format"] = response_format
-        if seed is not None:
-            body["seed"] = seed
-        if tools is not None:
-            body["tools"] = tools
-        if tool_choice is not None:
-            body["tool_choice"] = tool_choice
-        if stream is not None:
-            body["stream"] = stream
-        if stream_options is not None:
-            body["stream_options"] = stream_options
-        if extra:
-            _put_extra(body, extra)
-        return self._batch._add_clean(_CHAT, body)
-
-
-class _Chat:
-    """``batch.chat``."""
-
-    def __init__(self, batch: RequestBatch) -> None:
-        self.completions = _Completions(batch)
-
-
-class _Embeddings:
-    """``batch.embeddings``: mirrors ``openai.embeddings``."""
-
-    def __init__(self, batch: RequestBatch) -> None:
-        self._batch = batch
-
-    def create(
-        self,
-        *,
-        model: str | None = None,
-        input: str | list[str] | list[int] | list[list[int]] | None = None,
-        dimensions: int | None = None,
-        encoding_format: Literal["float", "base64"] | None = None,
-        user: str | None = None,
-        **extra: Any,
-    ) -> str:
-        """Add an embeddings request; return its request id.
-
-        ``model`` and ``input`` are required (a :class:`~fastllm.errors.RequestFormatError`
-        names the one missing).
-        """
-        if model is not None and input is not None:
-            body: dict[str, Any] = {"model": model, "input": input}
-        else:
-            body = _given(("model", model), ("input", input))
-        if dimensions is not None:
-            body["dimensions"] = dimensions
-        if encoding_format is not None:
-            body["encoding_format"] = encoding_format
-        if user is not None:
-            body["user"] = user
-        if extra:
-            _put_extra(body, extra)
-        return self._batch._add_clean(_EMBEDDINGS, body)
