@@ -27,6 +27,7 @@ SYSTEMS: dict[str, System] = {
         System("fastllm", "run_fastllm.py", None),
         System("fastllm-memcache", "run_fastllm.py", None, ("--cache", "memory")),
         System("fastllm-diskcache", "run_fastllm.py", None, ("--cache", "disk")),
+        System("fastllm-aiohttp", "run_fastllm.py", None, ("--transport", "aiohttp")),
         System("openai-sdk", "run_openai.py", envs.OPENAI),
         System("fastllm-kit-0.1.9", "run_fastllm_kit.py", envs.FASTLLM_KIT),
         System(
@@ -49,6 +50,7 @@ _ALL = (
     "fastllm",
     "fastllm-memcache",
     "fastllm-diskcache",
+    "fastllm-aiohttp",
     "openai-sdk",
     "fastllm-kit-0.1.9",
 )

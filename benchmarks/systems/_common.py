@@ -36,13 +36,16 @@ class Args:
     distinct: int
     retries: int | None
     cache: str
+    transport: str
     rerun: bool
     reruns: int
     cpu: int | None
     server_pid: int | None
 
 
-def parse_args(description: str, caches: Sequence[str] = ("none",)) -> Args:
+def parse_args(
+    description: str, caches: Sequence[str] = ("none",), transports: Sequence[str] = ("default",)
+) -> Args:
     """Parse the arguments the runner passes to every system script."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--system", required=True, help="name reported in the JSON line")
@@ -53,6 +56,7 @@ def parse_args(description: str, caches: Sequence[str] = ("none",)) -> Args:
     parser.add_argument("--distinct", type=int, default=0, help="distinct prompts (0: n)")
     parser.add_argument("--retries", type=int, default=None, help="retry budget (None: default)")
     parser.add_argument("--cache", choices=list(caches), default="none")
+    parser.add_argument("--transport", choices=list(transports), default=transports[0])
     parser.add_argument("--rerun", action="store_true", help="warm-up run, time the re-run")
     parser.add_argument("--reruns", type=int, default=5, help="timed re-runs (median kept)")
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to a CPU")
@@ -67,6 +71,7 @@ def parse_args(description: str, caches: Sequence[str] = ("none",)) -> Args:
         distinct=ns.distinct or ns.n,
         retries=ns.retries,
         cache=ns.cache,
+        transport=ns.transport,
         rerun=ns.rerun,
         reruns=max(1, ns.reruns),
         cpu=ns.cpu,

@@ -6,12 +6,14 @@ whole job: building the batch from the prompts and ``process_batch``. With
 ``--rerun`` the batch is built and run once as a warm-up, then ``process_batch``
 of the same batch (answered from the cache) is timed ``--reruns`` times and the
 median kept (one re-run takes tens of milliseconds: a single preemption would
-otherwise decide the figure).
+otherwise decide the figure). ``--transport aiohttp`` sends every request through
+aiohttp instead of FastLLM's own HTTP/1.1 client (the system fastllm-aiohttp).
 FastLLM picks uvloop by itself.
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from typing import Any
@@ -36,7 +38,7 @@ def make_manager(args: _common.Args, cache: Any) -> RequestManager:
     options: dict[str, Any] = {}
     if args.retries is not None:
         options["retry_attempts"] = args.retries
-    provider = OpenAIProvider(api_key="bench", api_base=args.base_url)
+    provider = OpenAIProvider(api_key="bench", api_base=args.base_url, transport=args.transport)
     return RequestManager(
         provider,
         concurrency=args.concurrency,
@@ -47,8 +49,14 @@ def make_manager(args: _common.Args, cache: Any) -> RequestManager:
 
 
 def main() -> None:
-    args = _common.parse_args(__doc__ or "", caches=("none", "memory", "disk"))
+    args = _common.parse_args(
+        __doc__ or "", caches=("none", "memory", "disk"), transports=("fast", "aiohttp")
+    )
     texts = _common.prompts(args)
+    if args.transport == "aiohttp":
+        # FastLLM imports aiohttp on first use; import it before the timed section, as
+        # the aiohttp baseline does, so the comparison is of the transports alone
+        importlib.import_module("aiohttp")
     directory = tempfile.mkdtemp(prefix="fastllm-bench-") if args.cache == "disk" else None
     cache: Any = None
     if args.cache == "memory":
