@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from fastllm._redis import RedisEndpoint
 from fastllm.limits._redis_lua import ACQUIRE, ADJUST
+from fastllm.limits.buckets import LimiterSnapshot, LimitSnapshot, Reservation
 from fastllm.limits.config import RateLimit
-from fastllm.limits.rate_limiter import LimiterSnapshot, LimitSnapshot, Reservation
 
 if TYPE_CHECKING:
     import redis.asyncio

@@ -8,6 +8,7 @@ answer::
     x-ratelimit-reset-requests: 12ms       x-ratelimit-reset-tokens: 6m0s
 
 The resets are Go-style durations. Values that cannot be parsed are ignored.
+:func:`learned_period` reads the window of a learned budget from its reset.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from functools import lru_cache
 
 from fastllm.transport.headers import Headers
 
-__all__ = ["RateLimitHeaders", "parse_ratelimit_headers", "parse_reset_duration"]
+__all__ = [
+    "AUTO_PERIOD",
+    "RateLimitHeaders",
+    "learned_period",
+    "parse_ratelimit_headers",
+    "parse_reset_duration",
+]
+
+#: The period assumed for limits learned from headers (OpenAI's limits are per minute).
+AUTO_PERIOD = 60.0
 
 _UNIT_SECONDS: dict[str, float] = {
     "ns": 1e-9,
@@ -186,3 +196,22 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | No
 
 
 _EMPTY = RateLimitHeaders()
+
+
+def learned_period(
+    kind: str, limit: int, remaining: int | None, headers: Mapping[str, str]
+) -> float:
+    """The server's window, from how long it says the used part takes to refill.
+
+    For a continuously refilling budget ``reset = used / limit * period``, so
+    ``period = reset * limit / used``. Without a usable reset (or with nothing used
+    yet) OpenAI's one minute is assumed. ``kind`` is ``"requests"`` or ``"tokens"``.
+    """
+    parsed = parse_ratelimit_headers(headers)
+    reset = None
+    if parsed is not None:
+        reset = parsed.reset_requests if kind == "requests" else parsed.reset_tokens
+    used = limit - remaining if remaining is not None else 0
+    if not reset or used <= 0:
+        return AUTO_PERIOD
+    return min(86_400.0, max(1.0, reset * limit / used))

@@ -21,132 +21,22 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastllm.errors import ConfigurationError
+from fastllm.limits.buckets import _REQUESTS, _TOKENS, _Bucket, _Waiter
+from fastllm.limits.buckets import LimiterSnapshot as LimiterSnapshot
+from fastllm.limits.buckets import LimitSnapshot as LimitSnapshot
+from fastllm.limits.buckets import Reservation as Reservation
 from fastllm.limits.config import RateLimit
-from fastllm.limits.headers import budget_values, parse_ratelimit_headers
+from fastllm.limits.headers import AUTO_PERIOD as AUTO_PERIOD
+from fastllm.limits.headers import budget_values, learned_period
 from fastllm.limits.token_estimate import charged_tokens
 
 __all__ = ["AUTO_PERIOD", "LimitSnapshot", "LimiterSnapshot", "RateLimiter", "Reservation"]
 
-#: The period assumed for limits learned from headers (OpenAI's limits are per minute).
-AUTO_PERIOD = 60.0
 #: A wait at most this long (seconds) counts as none: absorbs float rounding.
 _EPSILON = 1e-9
-_REQUESTS = "requests"
-_TOKENS = "tokens"
-
-
-class _Bucket:
-    """One budget: a level refilling at ``rate`` per second up to ``capacity``."""
-
-    __slots__ = (
-        "auto",
-        "capacity",
-        "is_tokens",
-        "kind",
-        "learned_remaining",
-        "level",
-        "name",
-        "period",
-        "rate",
-        "updated",
-    )
-
-    def __init__(
-        self, name: str, kind: str, capacity: int, period: float, now: float, *, auto: bool = False
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.is_tokens = kind == _TOKENS
-        self.capacity = float(capacity)
-        self.period = period
-        self.rate = capacity / period
-        self.level = float(capacity)
-        self.updated = now
-        self.learned_remaining: int | None = None
-        self.auto = auto
-
-    def refill(self, now: float) -> None:
-        if now > self.updated:
-            level = self.level + (now - self.updated) * self.rate
-            self.level = level if level < self.capacity else self.capacity
-            self.updated = now
-
-    def give_back(self, amount: float, now: float) -> None:
-        self.refill(now)
-        self.level = min(self.capacity, self.level + amount)
-
-    def resize(self, capacity: int, now: float) -> None:
-        self.refill(now)
-        self.capacity = float(capacity)
-        self.rate = capacity / self.period
-        self.level = min(self.level, self.capacity)
-
-
-class Reservation:
-    """What one :meth:`RateLimiter.acquire` took: hand it to ``settle`` or ``cancel``.
-
-    ``tokens`` is the number of tokens currently charged (the estimate, then the real
-    usage once settled); ``waited`` the seconds the acquire waited.
-    """
-
-    __slots__ = ("_blind", "_buckets", "_open", "tokens", "waited")
-
-    def __init__(
-        self, tokens: int, waited: float, buckets: tuple[_Bucket, ...], blind: bool = False
-    ) -> None:
-        self.tokens = tokens
-        self.waited = waited
-        self._buckets = buckets
-        self._open = True
-        self._blind = blind  # granted in auto mode before any limit was known
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether :meth:`RateLimiter.cancel` gave this reservation back."""
-        return not self._open
-
-    def __repr__(self) -> str:
-        return f"Reservation(tokens={self.tokens}, waited={self.waited:.3f})"
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSnapshot:
-    """One budget at a moment. ``available`` may be negative after an oversize request;
-    ``saturation`` is ``1 - available / capacity`` clamped to 0..1."""
-
-    name: str
-    kind: str
-    capacity: int
-    period: float
-    available: float
-    saturation: float
-    learned_remaining: int | None
-    auto: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterSnapshot:
-    """The limiter at a moment; ``cooldown_until`` is on the limiter's clock, or ``None``."""
-
-    limits: tuple[LimitSnapshot, ...]
-    waited_seconds_total: float
-    waiting: int
-    cooldown_until: float | None
-
-
-class _Waiter:
-    __slots__ = ("cancelled", "deadline", "timer", "tokens", "wake")
-
-    def __init__(self, tokens: int) -> None:
-        self.tokens = tokens
-        self.wake: asyncio.Future[None] | None = None
-        self.timer: asyncio.Task[None] | None = None
-        self.deadline = math.inf
-        self.cancelled = False
 
 
 class RateLimiter:
@@ -426,7 +316,7 @@ class RateLimiter:
         if self._auto and limit:
             bucket = self._auto_buckets.get(kind)
             if bucket is None:
-                period = _learned_period(kind, limit, remaining, headers)
+                period = learned_period(kind, limit, remaining, headers)
                 window = "minute" if period == AUTO_PERIOD else f"{period:.3g}s"
                 bucket = _Bucket(f"server {kind} per {window}", kind, limit, period, now, auto=True)
                 self._auto_buckets[kind] = bucket
@@ -476,22 +366,3 @@ class RateLimiter:
             waiting=self._waiting,
             cooldown_until=self._cooldown_until if cooling else None,
         )
-
-
-def _learned_period(
-    kind: str, limit: int, remaining: int | None, headers: Mapping[str, str]
-) -> float:
-    """The server's window, from how long it says the used part takes to refill.
-
-    For a continuously refilling budget ``reset = used / limit * period``, so
-    ``period = reset * limit / used``. Without a usable reset (or with nothing used
-    yet) OpenAI's one minute is assumed.
-    """
-    parsed = parse_ratelimit_headers(headers)
-    reset = None
-    if parsed is not None:
-        reset = parsed.reset_requests if kind == _REQUESTS else parsed.reset_tokens
-    used = limit - remaining if remaining is not None else 0
-    if not reset or used <= 0:
-        return AUTO_PERIOD
-    return min(86_400.0, max(1.0, reset * limit / used))

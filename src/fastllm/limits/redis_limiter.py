@@ -33,9 +33,10 @@ from typing import Any
 from fastllm._redis import RedisEndpoint
 from fastllm.errors import ConfigurationError
 from fastllm.limits._redis_budget import MAX_NAP, RedisDown, SharedBudget, SharedReservation
+from fastllm.limits.buckets import LimiterSnapshot, Reservation
 from fastllm.limits.config import RateLimit
 from fastllm.limits.headers import budget_values
-from fastllm.limits.rate_limiter import LimiterSnapshot, RateLimiter, Reservation
+from fastllm.limits.rate_limiter import RateLimiter
 from fastllm.limits.token_estimate import charged_tokens
 
 __all__ = ["MAX_NAP", "RedisRateLimiter", "SharedReservation", "make_limiter"]
