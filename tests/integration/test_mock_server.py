@@ -24,7 +24,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fastllm.testing import MockServer, MockServerConfig, count_tokens, mock_embedding
-from fastllm.testing._responses import format_duration
+from fastllm.testing._rate_limit import format_duration
 from fastllm.testing.mock_server import build_parser
 
 pytestmark = pytest.mark.timeout(60)

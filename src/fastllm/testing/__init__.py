@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastllm.testing._responses import count_tokens, mock_embedding
+from fastllm.testing._requests import count_tokens
+from fastllm.testing._responses import mock_embedding
 
 if TYPE_CHECKING:
     from fastllm.testing.mock_server import MockServer, MockServerConfig, serve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastllm.testing._http import Header
+from fastllm.testing._http_heads import Header
 from fastllm.testing._responses import JSON
 
 __all__ = ["FAULT_KINDS"]

@@ -1,6 +1,6 @@
 """An OpenAI-compatible mock HTTP server for tests, demos and benchmarks.
 
-Answers are deterministic (see :mod:`fastllm.testing._responses`): a chat answer's
+Answers are deterministic (see :mod:`fastllm.testing._requests`): a chat answer's
 content is the last user message, an embedding is :func:`mock_embedding` of its
 input, tokens are :func:`count_tokens`.  Faults (429s, 500s, hangs, drops,
 malformed bodies, truncated streams ...) are injected from :class:`MockServerConfig`,
@@ -23,7 +23,8 @@ Run it with :class:`MockServer` (background thread, or a subprocess with
 
 This module is the public handle; the parts live in :mod:`fastllm.testing.config`
 (the configuration), ``_app`` (the request handler), ``_serve`` (the serving loop)
-and ``_cli`` (the command line), all re-exported here.
+and ``_cli`` (the command line), all re-exported here.  Under them: ``_http``
+(the HTTP/1.1 server), ``_requests``, ``_responses``, ``_replies``, ``_rate_limit``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from fastllm.testing._cli import build_parser as build_parser
 from fastllm.testing._cli import main
 from fastllm.testing._http import new_event_loop
 from fastllm.testing._records import FAULT_KINDS as FAULT_KINDS
-from fastllm.testing._responses import count_tokens, mock_embedding
+from fastllm.testing._requests import count_tokens
+from fastllm.testing._responses import mock_embedding
 from fastllm.testing._serve import _close_loop, _process_main, _run_server, serve
 from fastllm.testing.config import ErrorStyle as ErrorStyle
 from fastllm.testing.config import MockServerConfig
