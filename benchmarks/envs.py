@@ -37,6 +37,8 @@ class Env:
 AIOHTTP = Env("aiohttp-raw", ("aiohttp", "uvloop", "orjson"))
 OPENAI = Env("openai-sdk", ("openai", "uvloop"))
 FASTLLM_KIT = Env("fastllm-kit-0.1.9", ("fastllm-kit==0.1.9", "httpx", "diskcache", "uvloop"))
+#: ``benchmarks.cache_backends``: the ``diskcache`` side of the disk cache comparison.
+CACHE_DISKCACHE = Env("cache-diskcache", ("diskcache==5.6.3", "orjson"))
 
 
 def _run(command: list[str]) -> None:
