@@ -574,6 +574,36 @@ async def test_concurrent_requests_are_in_flight_together(server: MockServer) ->
     assert stats["in_flight"] == 0
 
 
+def test_a_client_leaving_during_a_delayed_answer_is_not_answered(server: MockServer) -> None:
+    server.configure(latency=0.3)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(raw_request(orjson.dumps(chat("gone"))))
+        deadline = time.monotonic() + 5
+        while server.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.stats()["in_flight"] == 1
+    deadline = time.monotonic() + 5
+    while server.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.4)  # past the answer's time: nothing was sent, nothing counted
+    stats = server.stats()
+    assert stats["in_flight"] == 0
+    assert stats["by_status"] == {}
+    assert call(server, CHAT, chat("next")).json()["choices"][0]["message"]["content"] == "next"
+
+
+def test_delayed_answers_on_one_connection_come_in_order(server: MockServer) -> None:
+    server.configure(latency=0.05)
+    started = time.perf_counter()
+    bodies = [orjson.dumps(chat(f"late {i}")) for i in range(3)]
+    data = b"".join(raw_request(body) for body in bodies[:-1]) + raw_request(bodies[-1], close=True)
+    received = raw_exchange(server, data)
+    assert time.perf_counter() - started >= 0.15  # one after the other, each delayed
+    positions = [received.index(b'"content":"late %d"' % i) for i in range(3)]
+    assert positions == sorted(positions)
+    assert server.stats()["in_flight"] == 0
+
+
 # -- server-side rate limit ---------------------------------------------------------------
 
 

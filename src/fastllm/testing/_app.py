@@ -10,6 +10,7 @@ import itertools
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, fields, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -136,8 +137,11 @@ class MockApp(ReplyBuilders):
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
         slow_stream = reply.action == _STREAM and cfg.stream_chunk_delay > 0
-        if delay > 0 or reply.action == _HANG or slow_stream:
+        if reply.action == _HANG or slow_stream:
             return self._answer_later(reply, conn, delay)
+        if delay > 0:  # a timer, not a task: the mock must not add its own latency
+            conn.answer_later(delay, partial(self._deliver_due, reply, conn), self._abandoned)
+            return None
         try:
             self._deliver(reply, conn)
         finally:
@@ -231,6 +235,15 @@ class MockApp(ReplyBuilders):
         stats.completion_tokens += reply.completion
         if self.config.close_after_response:
             conn.close_soon(_CLOSE_DELAY)
+
+    def _deliver_due(self, reply: _Reply, conn: HttpConnection) -> None:
+        try:
+            self._deliver(reply, conn)
+        finally:
+            self.stats.in_flight -= 1
+
+    def _abandoned(self) -> None:
+        self.stats.in_flight -= 1
 
     async def _answer_later(self, reply: _Reply, conn: HttpConnection, delay: float) -> None:
         try:

@@ -10,8 +10,10 @@
 
 A handler is a plain function ``handler(request, connection)``.  It either
 answers synchronously through the connection (``send``, ``start_stream`` ...)
-and returns ``None`` - the fast path, no task is created - or returns a
-coroutine that the connection runs as a task before it reads the next request.
+and returns ``None`` - the fast path, no task is created -, or schedules its answer
+with :meth:`HttpConnection.answer_later` (a timer, no task: the delayed answers of
+a latency setting) and returns ``None``, or returns a coroutine that the connection
+runs as a task.  Either way the next request is read only once this one is answered.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class HttpConnection(asyncio.Protocol):
         self._started = False
         self._raw_stream = False
         self._task: asyncio.Task[None] | None = None
+        self._later: tuple[asyncio.TimerHandle, Callable[[], None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._close_after_flush = False
@@ -86,6 +89,11 @@ class HttpConnection(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._later is not None:
+            handle, abandon = self._later
+            self._later = None
+            handle.cancel()
+            abandon()
         self._transport = None
         self._out.clear()
 
@@ -179,6 +187,29 @@ class HttpConnection(asyncio.Protocol):
             task.add_done_callback(self._answered)
             self._task = task
             self._server.track(task)
+
+    def answer_later(
+        self, delay: float, answer: Callable[[], None], abandon: Callable[[], None]
+    ) -> None:
+        """Call ``answer`` in ``delay`` seconds, or ``abandon`` if the connection ends first.
+
+        Cheaper than a task for an answer that only waits (one timer, no coroutine);
+        later requests on this connection wait until it has run.
+        """
+        self._busy = True
+        handle = asyncio.get_running_loop().call_later(delay, self._answer_due, answer)
+        self._later = (handle, abandon)
+
+    def _answer_due(self, answer: Callable[[], None]) -> None:
+        self._later = None
+        try:
+            answer()
+        except Exception:
+            log.exception("mock server handler failed")
+            self._internal_error()
+        self._busy = False
+        if self._transport is not None:
+            self._process()
 
     def _answered(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
