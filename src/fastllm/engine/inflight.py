@@ -34,14 +34,15 @@ class CompletedWindow:
     """Successful results by request id; with ``limit``, only the most recent ones.
 
     Unbounded for runs that return every result anyway (nothing extra is kept
-    alive); bounded for streaming runs so memory stays flat for any input size.
+    alive; a plain dict, half an ordered dict's memory); bounded for streaming runs
+    so memory stays flat for any input size.
     """
 
     __slots__ = ("_items", "_limit")
 
     def __init__(self, limit: int | None) -> None:
         self._limit = limit
-        self._items: OrderedDict[str, ResponseWrapper] = OrderedDict()
+        self._items: dict[str, ResponseWrapper] = {} if limit is None else OrderedDict()
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._items
@@ -52,6 +53,8 @@ class CompletedWindow:
 
     def add(self, result: ResponseWrapper) -> None:
         """Remember a successful result."""
-        self._items[result.request_id] = result
-        if self._limit is not None and len(self._items) > self._limit:
-            self._items.popitem(last=False)
+        items = self._items
+        items[result.request_id] = result
+        if self._limit is not None and len(items) > self._limit:
+            assert isinstance(items, OrderedDict)
+            items.popitem(last=False)
