@@ -22,6 +22,7 @@ from fastllm.retry import RetryPolicy, is_retryable
 
 __all__ = ["Retrier"]
 
+# the retry lines keep the logger name they had when they lived in the scheduler
 logger = logging.getLogger("fastllm.engine.scheduler")
 
 
