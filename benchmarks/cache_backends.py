@@ -190,24 +190,23 @@ def rates(count: int, seconds: Sequence[float]) -> list[float]:
     return [count / s for s in seconds]
 
 
-def winner(ours: Sequence[float], theirs: Sequence[float], labels: tuple[str, str]) -> str:
-    """Which median is larger, and by how much (for figures where more is better)."""
+def winner(
+    ours: Sequence[float],
+    theirs: Sequence[float],
+    labels: tuple[str, str],
+    *,
+    suffix: str = "",
+    smaller_wins: bool = False,
+) -> str:
+    """Which median wins (the larger, or the smaller for sizes), and by how much."""
     if not ours or not theirs:
         return "—"
     a, b = statistics.median(ours), statistics.median(theirs)
     if a == b:
         return "equal"
-    return f"{labels[0]} {a / b:.2f}×" if a > b else f"{labels[1]} {b / a:.2f}×"
-
-
-def smaller(ours: Sequence[float], theirs: Sequence[float], labels: tuple[str, str]) -> str:
-    """Which median is smaller, and by how much (for sizes)."""
-    if not ours or not theirs:
-        return "—"
-    a, b = statistics.median(ours), statistics.median(theirs)
-    if a == b:
-        return "equal"
-    return f"{labels[0]} {b / a:.2f}× smaller" if a < b else f"{labels[1]} {a / b:.2f}× smaller"
+    ours_wins = (a < b) if smaller_wins else (a > b)
+    ratio = max(a, b) / min(a, b)
+    return f"{labels[0] if ours_wins else labels[1]} {ratio:.2f}×{suffix}"
 
 
 def _per_s(value: float) -> str:
@@ -270,7 +269,7 @@ def table(args: argparse.Namespace, stores: tuple[Store, Store], data: dict[str,
             f"(4) on disk after (1), MB (store closed; bodies: {ours.value_bytes / MB:.2f} MB)",
             median_range(ours.disk_bytes, _mbs),
             median_range(theirs.disk_bytes, _mbs),
-            smaller(ours.disk_bytes, theirs.disk_bytes, short),
+            winner(ours.disk_bytes, theirs.disk_bytes, short, suffix=" smaller", smaller_wins=True),
         ),
     ]
     lines = [
