@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import xxhash
 
+from fastllm.testing._api_routes import ApiRoutes
 from fastllm.testing._http_connection import HttpConnection
 from fastllm.testing._http_heads import Header, Request
 from fastllm.testing._rate_limit import RateLimiter
@@ -45,7 +46,7 @@ _QUOTA = (
 Route = Callable[[Request, HttpConnection], "Coroutine[Any, Any, None] | None"]
 
 
-class MockApp(ReplyBuilders):
+class MockApp(ReplyBuilders, ApiRoutes):
     """Routes requests, injects faults, keeps the stats; ``handle`` is the HTTP handler."""
 
     def __init__(self, config: MockServerConfig) -> None:
@@ -59,6 +60,7 @@ class MockApp(ReplyBuilders):
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/chat/completions": {"POST": self._chat},
             "/v1/embeddings": {"POST": self._embeddings},
+            "/v1/messages": {"POST": self._messages},
             "/v1/models": {"GET": self._models},
             "/stats": {"GET": self._get_stats},
             "/reset": {"POST": self._reset},
@@ -83,6 +85,8 @@ class MockApp(ReplyBuilders):
         route = methods.get(request.method) if methods is not None else None
         if route is not None:
             return route(request, conn)
+        if methods is None and request.path.startswith("/openai/deployments/"):
+            return self._azure(request, conn)
         counted = request.path.startswith("/v1/") or methods is None
         if counted:
             self._count(request.path)
@@ -124,11 +128,12 @@ class MockApp(ReplyBuilders):
         request: Request,
         conn: HttpConnection,
         read: Callable[[bytes], ChatAnswer | EmbeddingAnswer],
+        decide: Callable[..., _Reply] | None = None,
     ) -> Coroutine[Any, Any, None] | None:
         stats = self.stats
         stats.requests += 1
         stats.by_endpoint[request.path] = stats.by_endpoint.get(request.path, 0) + 1
-        reply = self._decide(request.body, read)
+        reply = (decide or self._decide)(request.body, read)
         cfg = self.config
         delay = cfg.latency
         if cfg.jitter:

@@ -46,6 +46,7 @@ class MockServerConfig:
     embedding_dim: int = 64
     max_dimensions: int = 3072
     seed: int | None = None
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -79,6 +80,7 @@ _HELP: dict[str, str] = {
     "embedding_dim": "vector size when the request has no dimensions",
     "max_dimensions": "largest accepted dimensions",
     "seed": "seed of the fault RNG",
+    "api_key": "key Anthropic/Azure requests must carry (None: any)",
 }
 
 
@@ -97,7 +99,7 @@ def _check_config(config: MockServerConfig) -> None:
     for name in _FRACTIONS:
         if not 0 <= getattr(config, name) <= 1:
             raise ValueError(f"{name} must be a fraction between 0 and 1")
-    _check_optional(config, ("retry_after", "retry_after_ms", "should_retry"), str)
+    _check_optional(config, ("retry_after", "retry_after_ms", "should_retry", "api_key"), str)
     _check_optional(config, ("rate_limit_requests", "rate_limit_tokens", "seed"), int)
     for name in ("stream_usage", "close_after_response"):
         if not isinstance(getattr(config, name), bool):
