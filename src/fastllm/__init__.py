@@ -25,7 +25,14 @@ from fastllm.errors import (
 )
 from fastllm.limits import RateLimit
 from fastllm.observe import ProgressTracker, TokenStats
-from fastllm.providers import OpenAIProvider, Provider
+from fastllm.providers import (
+    AnthropicProvider,
+    AzureOpenAIProvider,
+    OpenAIProvider,
+    Pool,
+    PoolMember,
+    Provider,
+)
 from fastllm.requests import Endpoint, Request, RequestBatch, compute_request_hash
 from fastllm.retry import RetryPolicy
 
@@ -37,6 +44,8 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AnthropicProvider",
+    "AzureOpenAIProvider",
     "BatchError",
     "CacheError",
     "CacheProvider",
@@ -49,6 +58,8 @@ __all__ = [
     "LLMResponse",
     "Message",
     "OpenAIProvider",
+    "Pool",
+    "PoolMember",
     "ProgressTracker",
     "Provider",
     "RateLimit",

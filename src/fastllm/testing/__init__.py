@@ -12,14 +12,26 @@ from fastllm.testing._requests import count_tokens
 from fastllm.testing._responses import mock_embedding
 
 if TYPE_CHECKING:
+    from fastllm.testing.endpoints import MockEndpoints
     from fastllm.testing.mock_server import MockServer, MockServerConfig, serve
 
-__all__ = ["MockServer", "MockServerConfig", "count_tokens", "mock_embedding", "serve"]
+__all__ = [
+    "MockEndpoints",
+    "MockServer",
+    "MockServerConfig",
+    "count_tokens",
+    "mock_embedding",
+    "serve",
+]
 
 _LAZY = frozenset({"MockServer", "MockServerConfig", "serve"})
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MockEndpoints":
+        from fastllm.testing.endpoints import MockEndpoints
+
+        return MockEndpoints
     if name in _LAZY:
         from fastllm.testing import mock_server
 
