@@ -91,8 +91,8 @@ class AnthropicProvider(Provider):
             stream_idle_timeout=stream_idle_timeout,
         )
         self._headers = self.get_request_headers()
-        self._exchange.check_headers(self._headers)
         self._url = f"{self.api_base}/messages"
+        self._exchange.check(self._url, self._headers)
 
     def get_request_url(self, endpoint: Endpoint | str) -> str:
         """``{api_base}/messages`` for chat completions (the only endpoint there is)."""

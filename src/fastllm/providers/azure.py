@@ -80,7 +80,7 @@ class AzureOpenAIProvider(Provider):
             self.api_base, secret, transport=transport, stream_idle_timeout=stream_idle_timeout
         )
         self._headers = self.get_request_headers()
-        self._exchange.check_headers(self._headers)
+        self._exchange.check(f"{self.api_base}/openai/deployments/d/embeddings", self._headers)
         self._urls: dict[tuple[str, Endpoint], str] = {}
 
     def get_request_headers(self) -> dict[str, str]:

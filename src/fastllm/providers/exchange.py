@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from fastllm.errors import APIConnectionError, APITimeoutError, ConfigurationError
+from fastllm.errors import APIConnectionError, APITimeoutError, ConfigurationError, NotRunError
 from fastllm.providers.http_errors import error_from_response, loads_or_fail, redact
 from fastllm.transport import (
     ConnectError,
@@ -33,6 +33,7 @@ from fastllm.transport import (
     TransportTimeout,
 )
 from fastllm.transport.headers import check_header
+from fastllm.transport.request import build_target
 
 if TYPE_CHECKING:
     import aiohttp
@@ -73,14 +74,22 @@ class JsonExchange:
         self.stream_idle_timeout = stream_idle_timeout
         self._secret = secret
 
-    @staticmethod
-    def check_headers(headers: Mapping[str, str]) -> None:
-        """Raise :class:`ConfigurationError` for a header that cannot be sent (never quoting it)."""
+    def check(self, url: str, headers: Mapping[str, str]) -> None:
+        """Raise :class:`ConfigurationError` now for a URL or header that cannot be sent.
+
+        Called by providers' constructors, so a typo fails there and not on every
+        request. Header values are never quoted (they hold the key).
+        """
         for name, value in headers.items():
             try:
                 check_header(name, value)
             except ValueError as exc:
                 raise ConfigurationError("headers", str(exc)) from None
+        if self.transport == "fast":
+            try:
+                build_target(url, headers)
+            except ValueError as exc:
+                raise ConfigurationError("api_base", self._clean(exc)) from None
 
     async def post(
         self,
@@ -166,8 +175,8 @@ class JsonExchange:
                 message = f"ProtocolError: {self._clean(exc)}"
             except TransportError as exc:
                 raise APIConnectionError(f"{type(exc).__name__}: {self._clean(exc)}") from exc
-            except ValueError as exc:  # an unusable URL or header
-                raise ConfigurationError("url", self._clean(exc)) from None
+            except ValueError as exc:  # an unusable URL or header: never sent
+                raise NotRunError(f"not sent: {self._clean(exc)}") from None
             else:
                 return response.status, response.body, response.headers
             raise APIConnectionError(message)

@@ -32,8 +32,10 @@ figures in :meth:`Pool.stats`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -70,6 +72,7 @@ Strategy = Literal["least-loaded", "weighted", "ordered"]
 _STRATEGIES = ("least-loaded", "weighted", "ordered")
 _NO_HEADERS: Mapping[str, str] = {}
 _MAX_PAUSE = 60.0  # the longest a 429's Retry-After pauses one member
+_PROBE_POLL = 1.0  # a waiting request re-checks at least this often (a lost wake-up costs 1 s)
 
 
 class Pool(Provider):
@@ -115,7 +118,7 @@ class Pool(Provider):
             for i, member in enumerate(wrapped)
         ]
         self._estimator = token_estimator or TokenEstimator()
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.cache_namespace = _namespace(wrapped, name)
 
     @property
@@ -162,7 +165,7 @@ class Pool(Provider):
             except RequestError as exc:
                 member.failed += 1
                 member.limiter.settle(reservation, 0)
-                self._release(member)
+                self._release(member, probe)
                 if not self._worth_another(member, exc, probe) or len(tried) == len(self._members):
                     raise _without_limit_headers(exc)  # noqa: B904 (the same exception)
                 member.failed_over += 1
@@ -171,27 +174,53 @@ class Pool(Provider):
             except BaseException:  # cancelled, or a custom provider broke its contract
                 member.limiter.cancel(reservation)
                 member.breaker.released(probe)
-                self._release(member)
+                self._release(member, probe)
                 raise
             member.succeeded += 1
             member.breaker.succeeded()
             member.limiter.observe_headers(answer.headers)
             usage = answer.body.get("usage")
             member.limiter.settle_answer(reservation, request.body, usage, estimate)
-            self._release(member)
+            self._release(member, probe)
             return ProviderResponse(answer.body, answer.raw, _NO_HEADERS, answer.ttft)
         if last is not None:
             raise _without_limit_headers(last)
         raise APIConnectionError(f"no pool member is usable: {self._describe_unusable()}")
 
-    def _release(self, member: MemberState) -> None:
-        """One request of ``member`` ended: wake one request waiting for a free member."""
+    def _release(self, member: MemberState, probe: bool) -> None:
+        """A request of ``member`` ended: wake one waiting request (all after a probe).
+
+        One slot freed serves one waiter; a probe's end may have reopened a member
+        (or show it is still down), which concerns every waiter.
+        """
         member.in_flight -= 1
-        while self._waiters:
-            waiter = self._waiters.pop(0)
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                break
+                if not probe:
+                    break
+
+    async def _wait(self, timeout: float) -> None:
+        """Until a request ends (see :meth:`_release`) or ``timeout`` seconds pass."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiters = self._waiters
+        waiters.append(waiter)
+
+        def expire() -> None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            _wake(waiter)
+
+        alarm = loop.call_later(timeout, expire)
+        try:
+            await waiter
+        finally:
+            alarm.cancel()
+            if not waiter.done():  # cancelled while waiting
+                expire()
 
     def _worth_another(self, member: MemberState, error: RequestError, probe: bool) -> bool:
         """Record what ``error`` says about ``member``; True when another member may succeed."""
@@ -241,11 +270,13 @@ class Pool(Provider):
         while True:
             candidates = [m for m in self._members if m.index not in tried and m.breaker.allows()]
             if not candidates:
+                # every untried member is open, or half-open with its probe out: wait for
+                # the first reopening or the end of a probe, within the outage deadline
                 waits = [m.breaker.reopens_in() for m in self._members if m.index not in tried]
-                delay = min(waits, default=None)
-                if delay is None or time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if not waits or min(waits) > left:
                     return None
-                await asyncio.sleep(max(delay, 0.001))
+                await self._wait(min(waits) or min(left, _PROBE_POLL))
                 continue
             estimates: dict[int, int] = {}
             for member in self._ordered(candidates):
@@ -258,9 +289,7 @@ class Pool(Provider):
                     return member, reservation, estimate
             open_slots = [m for m in candidates if not m.full]
             if not open_slots:  # every candidate at its cap: wait for a release
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
+                await self._wait(_PROBE_POLL)
                 continue
             best = min(
                 open_slots, key=lambda m: m.limiter_wait(self._estimate(m, request, estimates))
@@ -284,7 +313,7 @@ class Pool(Provider):
             return candidates
         if self.strategy == "weighted":
             return sorted(candidates, key=lambda m: m.current + m.weight, reverse=True)
-        return sorted(candidates, key=lambda m: (m.in_flight / m.weight, m.index))
+        return sorted(candidates, key=lambda m: (m.in_flight / m.weight, m.sent / m.weight))
 
     def _chosen(self, member: MemberState, candidates: list[MemberState]) -> None:
         if self.strategy == "weighted":
@@ -296,6 +325,11 @@ class Pool(Provider):
         return "; ".join(
             f"{m.name} {m.breaker.state} ({m.breaker.reason or 'busy'})" for m in self._members
         )
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _without_limit_headers(error: RequestError) -> RequestError:
