@@ -182,7 +182,8 @@ class Pool(Provider):
             usage = answer.body.get("usage")
             member.limiter.settle_answer(reservation, request.body, usage, estimate)
             self._release(member, probe)
-            return ProviderResponse(answer.body, answer.raw, _NO_HEADERS, answer.ttft)
+            answer.headers = _NO_HEADERS  # the member's limits are its own, not the run's
+            return answer
         if last is not None:
             raise _without_limit_headers(last)
         raise APIConnectionError(f"no pool member is usable: {self._describe_unusable()}")
