@@ -25,6 +25,8 @@ __all__ = ["MessageStreamAssembler"]
 _RETRYABLE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 )
+#: Delta type → the block field its pieces build ("input": JSON text, parsed at the end).
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "input"}
 
 
 class MessageStreamAssembler:
@@ -36,7 +38,9 @@ class MessageStreamAssembler:
         self.content_started = False
         self._message: dict[str, Any] | None = None
         self._blocks: dict[int, dict[str, Any]] = {}
-        self._json: dict[int, list[str]] = {}
+        # pieces per (block, field), joined once at the end: repeated concatenation
+        # would cost time quadratic in the length of the answer
+        self._pieces: dict[tuple[int, str], list[str]] = {}
 
     def feed_line(self, line: bytes) -> bool:
         """Take one line of the event stream; True once the stream is complete."""
@@ -73,12 +77,10 @@ class MessageStreamAssembler:
             raise ResponseDecodingError(f"a delta for content block {index}, which never started")
         self.content_started = True
         kind = delta.get("type")
-        if kind == "text_delta":
-            block["text"] = str(block.get("text") or "") + str(delta.get("text") or "")
-        elif kind == "input_json_delta":
-            self._json.setdefault(index, []).append(str(delta.get("partial_json") or ""))
-        elif kind == "thinking_delta":
-            block["thinking"] = str(block.get("thinking") or "") + str(delta.get("thinking") or "")
+        field = _DELTA_FIELDS.get(str(kind))
+        if field is not None:
+            value = delta.get("partial_json" if field == "input" else field)
+            self._pieces.setdefault((index, field), []).append(str(value or ""))
         elif kind == "signature_delta":
             block["signature"] = str(delta.get("signature") or "")
 
@@ -109,18 +111,20 @@ class MessageStreamAssembler:
             raise ResponseDecodingError("the stream ended before message_start")
         if not self.done or message.get("stop_reason") is None:
             raise ResponseDecodingError("the stream ended before message_stop (truncated)")
-        content = []
-        for index in sorted(self._blocks):
+        for (index, field), pieces in self._pieces.items():
             block = self._blocks[index]
-            if index in self._json:
-                text = "".join(self._json[index])
-                try:
-                    block["input"] = orjson.loads(text) if text else {}
-                except orjson.JSONDecodeError:
-                    raise ResponseDecodingError(
-                        f"tool input of content block {index} is not valid JSON"
-                    ) from None
-            content.append(block)
+            if field != "input":
+                block[field] = str(block.get(field) or "") + "".join(pieces)
+                continue
+            text = "".join(pieces)
+            try:
+                block["input"] = orjson.loads(text) if text else {}
+            except orjson.JSONDecodeError:
+                raise ResponseDecodingError(
+                    f"tool input of content block {index} is not valid JSON"
+                ) from None
+        self._pieces.clear()
+        content = [self._blocks[index] for index in sorted(self._blocks)]
         return {**message, "content": content}
 
 

@@ -254,7 +254,10 @@ class Pool(Provider):
         return isinstance(error, NotFoundError | NotRunError)
 
     def _fatal(self, member: MemberState, reason: str) -> None:
+        was = member.breaker.state
         member.breaker.trip(reason, self.fatal_cooldown)
+        if was == "open":  # answers to requests sent before it was set aside
+            return
         logger.warning(
             "pool member %s refused the request (%s); not used for %g s",
             member.name,
