@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -60,6 +61,12 @@ def test_5000_requests_over_three_endpoints_one_down_one_10x_slower() -> None:
         assert len(oks) == n
         assert all(oks)
         a, b, c = pool.stats()
+        figures = ", ".join(
+            f"{m.name}: {m.succeeded} ok, {m.failed} failed over" for m in (a, b, c)
+        )
+        print(
+            f"\n{n} requests, {oks.count(False)} lost, retries {manager.stats().retries}; {figures}"
+        )
         assert a.succeeded + b.succeeded + c.succeeded == n
         for index, member in enumerate((a, b, c)):
             assert member.succeeded <= endpoints.served(index) <= member.sent
@@ -72,11 +79,14 @@ def test_5000_requests_over_three_endpoints_one_down_one_10x_slower() -> None:
         assert [limit.capacity for limit in c.limits.limits] == [40]
 
 
-def test_a_member_with_a_wrong_key_is_set_aside() -> None:
+def test_a_member_with_a_wrong_key_is_set_aside(caplog: pytest.LogCaptureFixture) -> None:
     refused = MockServerConfig(fail_first=10**9, fail_first_status=401)
+    caplog.set_level(logging.DEBUG)
     with MockEndpoints(refused, None) as endpoints:
         pool = openai_pool(endpoints, strategy="ordered")
         results = quiet_manager(pool, concurrency=10).process_batch(chat_batch(200))
+        assert "set aside" in caplog.text or "refused" in caplog.text
+        assert "sk-member" not in caplog.text + repr(pool) + str(pool.stats())
         assert all(r.ok for r in results)
         bad, good = pool.stats()
         assert bad.state == "open"
@@ -172,10 +182,21 @@ def test_openai_and_anthropic_members_answer_alike() -> None:
             "weighted",
             name="mixed",
         )
-        results = quiet_manager(pool).process_batch(chat_batch(20, max_completion_tokens=50))
-        contents = [r.response.choices[0].message.content for r in results]
-        assert contents == [f"pool request {i}" for i in range(20)]
-        assert [s.sent for s in pool.stats()] == [10, 10]
+        batch = RequestBatch.merge(
+            [
+                chat_batch(20, max_completion_tokens=50),
+                chat_batch(4, "streamed", max_completion_tokens=50, stream=True),
+            ]
+        )
+        batch.embeddings.create(model="e", input=["only OpenAI has embeddings"])
+        results = quiet_manager(pool).process_batch(batch)
+        contents = [r.response.choices[0].message.content for r in results[:24]]
+        assert contents[:20] == [f"pool request {i}" for i in range(20)]
+        assert contents[20:] == [f"streamed {i}" for i in range(4)]
+        assert len(results[24].embeddings) == 1  # the Anthropic member passed it on
+        openai_member, anthropic_member = pool.stats()
+        assert openai_member.succeeded + anthropic_member.succeeded == 25
+        assert anthropic_member.failed <= 1
 
 
 @pytest.mark.parametrize(

@@ -82,9 +82,11 @@ class MockEndpoints:
         server = self._servers[index]
         if server is None:
             return
-        self._served[index] += int(server.stats()["requests"])
         self._configs[index] = server.config
         self._servers[index] = None
+        # cut API requests first, so none is answered after the count is read
+        server.configure(drop=1.0)
+        self._served[index] += int(server.stats()["requests"])
         server.stop()
 
     def bring_up(self, index: int, **changes: Any) -> MockServer:
@@ -99,7 +101,7 @@ class MockEndpoints:
         return server
 
     def served(self, index: int) -> int:
-        """API requests endpoint ``index`` received over all its lives."""
+        """API requests endpoint ``index`` received over all its lives (answered or not)."""
         server = self._servers[index]
         current = int(server.stats()["requests"]) if server is not None else 0
         return self._served[index] + current
