@@ -221,3 +221,30 @@ def test_time_to_first_token_and_stream_flag(
     [result] = make_manager(provider).process_batch(batch)
     assert result.ok
     assert (result.ttft is not None) == stream
+
+
+def test_the_aiohttp_transport_sends_the_same(
+    server: MockServer, api_key: str, make_manager: Callable[..., RequestManager]
+) -> None:
+    server.configure(api_key=api_key)
+    provider = AnthropicProvider(api_key=api_key, api_base=server.base_url, transport="aiohttp")
+    results = make_manager(provider).process_batch(chat_batch(4))
+    assert [read_result(r)[0] for r in results[:2]] == ["question number 0", "question number 1"]
+    wrong = AnthropicProvider(api_key="x", api_base=server.base_url, transport="aiohttp")
+    [denied] = make_manager(wrong).process_batch(chat_batch(1))
+    assert isinstance(denied.error, AuthenticationError)
+
+
+def test_unreachable_and_misconfigured(make_manager: Callable[..., RequestManager]) -> None:
+    from fastllm.errors import APIConnectionError, ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        AnthropicProvider(api_key="k", api_base="ftp://example.com/v1")
+    with pytest.raises(ConfigurationError):
+        AnthropicProvider(api_key="k", headers={"x-bad": "a\r\nb"})
+    with pytest.raises(ConfigurationError):
+        AnthropicProvider(api_key="k", default_max_tokens=0)
+    nowhere = AnthropicProvider(api_key="sk-nowhere", api_base="http://127.0.0.1:9/v1")
+    [result] = make_manager(nowhere, retry_attempts=1).process_batch(chat_batch(1))
+    assert isinstance(result.error, APIConnectionError)
+    assert "sk-nowhere" not in str(result.error)
